@@ -1,0 +1,81 @@
+"""Argument checking shared by the NumPy ops.
+
+Every op validates its inputs before doing any work, and every error names the
+argument and the shapes involved, so that a student reading the message knows what to
+change.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__: list[str] = []
+
+
+def shape_str(x) -> str:
+    """``(2, 3, 5, 5)`` for an array, ``repr`` for anything else."""
+    shape = getattr(x, "shape", None)
+    return str(tuple(shape)) if shape is not None else repr(x)
+
+
+def check_array(x, name: str, *, ndim: int | tuple[int, ...] | None = None,
+                floating: bool = True, finite: bool = False) -> np.ndarray:
+    """Return ``x`` as an ndarray after checking its type, rank and values.
+
+    Parameters
+    ----------
+    x : array_like
+        The argument to check.
+    name : str
+        The argument's name, used in error messages.
+    ndim : int or tuple of int, optional
+        Allowed numbers of dimensions.
+    floating : bool
+        Require a floating dtype (float32 or float64); integer images must be
+        converted by the caller, so a silent integer truncation never happens.
+    finite : bool
+        Reject NaN and infinity, for arguments where they would silently spread.
+    """
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(x).__name__}")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if x.ndim not in allowed:
+            want = " or ".join(str(a) for a in allowed)
+            raise ValueError(f"{name} must have {want} dimensions, got shape {shape_str(x)} "
+                             f"({x.ndim} dimensions)")
+    if floating and not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"{name} must have a floating dtype (float32 or float64), "
+                        f"got {x.dtype} with shape {shape_str(x)}")
+    if finite and not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} contains NaN or infinity (shape {shape_str(x)})")
+    return x
+
+
+def check_same_shape(a: np.ndarray, a_name: str, b: np.ndarray, b_name: str) -> None:
+    """Raise ValueError when two arrays that must match do not."""
+    if a.shape != b.shape:
+        raise ValueError(f"{a_name} has shape {shape_str(a)} but {b_name} has shape "
+                         f"{shape_str(b)}; they must be equal")
+
+
+def as_int(value, name: str, *, minimum: int | None = None) -> int:
+    """Return ``value`` as a Python int, rejecting bools, floats and values below minimum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def as_pair(value, name: str, *, minimum: int | None = None) -> tuple[int, int]:
+    """Return ``(v, v)`` for an int, or check and return a pair of ints."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+        return (as_int(value[0], name, minimum=minimum), as_int(value[1], name, minimum=minimum))
+    v = as_int(value, name, minimum=minimum)
+    return (v, v)
