@@ -1,0 +1,35 @@
+"""PyTorch half of the course library: model zoo, model summaries, devices, weights.
+
+``models`` holds the architectures of chapters 8-11; :func:`summarize`,
+:func:`count_parameters` and :func:`receptive_field` measure them; :func:`get_device`
+picks CUDA, then Apple MPS, then the CPU; :func:`load_pretrained` loads published or
+course weights without touching the network unless asked. Training (``train``),
+transfer learning (``transfer``) and augmentation (``augment``) are submodules,
+imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from . import models
+from .device import get_device
+from .summary import count_parameters, receptive_field, summarize
+from .weights import load_pretrained
+
+__all__ = ["count_parameters", "get_device", "load_pretrained", "models", "receptive_field",
+           "summarize"]
+
+# Heavier submodules (training loops, distributed set-up) load on first attribute
+# access, so that ``import cnnlib.torch`` stays quick.
+_LAZY_SUBMODULES = {"train", "transfer", "augment"}
+_LAZY_NAMES = {"fit": "train", "evaluate": "train"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _LAZY_NAMES:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY_NAMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
