@@ -1,0 +1,133 @@
+"""conv2d forward + backward: cnnlib.numpy against PyTorch on CPU, side by side.
+
+Both run in this process with the same number of threads (PyTorch's is set to what
+NumPy's BLAS uses), in float32, on LeNet- and VGG-like layers. Each repeat times one
+cnnlib step and one torch step back to back, so a burst of load from other processes
+hits both; the figure is the median over repeats. A second table repeats the
+measurement with one thread each, the figure least sensitive to other processes on a
+shared machine (the load average is printed with each table).
+
+Run with ``python -m benchmarks conv`` (or ``make bench`` for every benchmark).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+import numpy as np
+
+# (N, C_in, H, C_out, k, stride, padding); H = W.
+SHAPES = [
+    (128, 1, 32, 6, 5, 1, 0),     # LeNet-5 C1
+    (128, 6, 14, 16, 5, 1, 0),    # LeNet-5 C3
+    (32, 3, 64, 32, 3, 1, 1),     # first VGG-like layer
+    (32, 64, 32, 64, 3, 1, 1),    # VGG-like 3x3 block
+    (32, 64, 32, 128, 3, 2, 1),   # strided downsampling conv
+]
+GOAL = 1.5  # geometric mean of cnnlib / torch we aim to stay under
+
+
+def _blas_threads() -> tuple[str, int]:
+    from threadpoolctl import threadpool_info
+
+    for pool in threadpool_info():
+        if pool["user_api"] == "blas":
+            return f"{pool['internal_api']} {pool.get('version')}", pool["num_threads"]
+    return "unknown BLAS", 1
+
+
+def _median_ms(samples: list[float]) -> float:
+    return 1e3 * statistics.median(samples)
+
+
+def bench_shape(shape, *, repeats: int, rng: np.random.Generator):
+    """Median milliseconds of one forward + backward step: (cnnlib, torch)."""
+    import torch
+    import torch.nn.functional as F
+
+    from cnnlib.numpy import conv2d_backward, conv2d_forward
+
+    n, c_in, h, c_out, k, stride, padding = shape
+    x = rng.standard_normal((n, c_in, h, h), dtype=np.float32)
+    w = rng.standard_normal((c_out, c_in, k, k), dtype=np.float32) * np.float32(0.1)
+    b = rng.standard_normal(c_out, dtype=np.float32)
+    h_out = (h + 2 * padding - k) // stride + 1
+    dout = rng.standard_normal((n, c_out, h_out, h_out), dtype=np.float32)
+
+    xt = torch.from_numpy(x).requires_grad_()
+    wt = torch.from_numpy(w).requires_grad_()
+    bt = torch.from_numpy(b).requires_grad_()
+    doutt = torch.from_numpy(dout)
+
+    def step_cnnlib():
+        out, cache = conv2d_forward(x, w, b, stride=stride, padding=padding)
+        return conv2d_backward(dout, cache)
+
+    def step_torch():
+        xt.grad = wt.grad = bt.grad = None
+        out = F.conv2d(xt, wt, bt, stride=stride, padding=padding)
+        out.backward(doutt)
+
+    for step in (step_cnnlib, step_torch):  # warm up caches, allocators, oneDNN kernels
+        step()
+        step()
+    ours, theirs = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step_cnnlib()
+        ours.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        step_torch()
+        theirs.append(time.perf_counter() - start)
+    return _median_ms(ours), _median_ms(theirs)
+
+
+def run_table(threads: int, repeats: int) -> float:
+    """Print one table with ``threads`` BLAS and torch threads; return the geometric mean."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    load = os.getloadavg()[0]
+    print(f"\n{threads} thread(s): BLAS limited to {threads}, torch.get_num_threads() = "
+          f"{torch.get_num_threads()}; load average before: {load:.1f} on {os.cpu_count()} CPUs")
+    header = f"{'N, C_in, H, C_out, k, s, p':<30}{'cnnlib ms':>11}{'torch ms':>11}{'ratio':>8}"
+    print(header)
+    print("-" * len(header))
+    rng = np.random.default_rng(0)
+    ratios = []
+    with threadpool_limits(limits=threads, user_api="blas"):
+        for shape in SHAPES:
+            ours, theirs = bench_shape(shape, repeats=repeats, rng=rng)
+            ratios.append(ours / theirs)
+            print(f"{str(shape):<30}{ours:>11.2f}{theirs:>11.2f}{ratios[-1]:>7.2f}x", flush=True)
+    geomean = float(np.exp(np.mean(np.log(ratios))))
+    print("-" * len(header))
+    print(f"{'geometric mean':<52}{geomean:>7.2f}x")
+    return geomean
+
+
+def main(repeats: int = 15) -> float:
+    import torch
+
+    blas, threads = _blas_threads()
+    print(f"NumPy {np.__version__} with {blas} ({threads} thread(s) by default); "
+          f"torch {torch.__version__}")
+    print(f"float32 conv2d, forward + backward (dx, dw, db): median of {repeats} interleaved "
+          f"repeats; ratio = cnnlib / torch")
+    geomean = run_table(threads, repeats)
+    verdict = "met" if geomean <= GOAL else f"NOT met ({geomean / GOAL:.2f}x over the goal)"
+    print(f"goal: geometric mean <= {GOAL}x torch CPU with {threads} thread(s): {verdict}")
+    if threads > 1:
+        # One thread each is the comparison least disturbed by other processes: on a busy
+        # machine the multi-threaded figures measure scheduling as much as arithmetic.
+        single = run_table(1, max(5, repeats // 2))
+        print(f"(for reference, not the goal: one thread each gives {single:.2f}x)")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
+    return geomean
+
+
+if __name__ == "__main__":
+    main()
