@@ -1,7 +1,7 @@
 """Build the executed book into ``_build/html``; used by ``make book`` and the tests.
 
 The build fails on any notebook execution error or Sphinx warning. MathJax is copied
-from the installed ``jupyter_server_mathjax`` package into ``_static/mathjax`` so the
+from the installed ``jupyter_server_mathjax`` package into ``_mathjax/mathjax`` so the
 built pages render math without a network connection.
 
 Usage: ``python tools/build_book.py [--if-stale] [--force]``
@@ -43,7 +43,8 @@ def install_mathjax() -> None:
     import jupyter_server_mathjax
 
     src = Path(jupyter_server_mathjax.__file__).parent / "static"
-    dst = ROOT / "_static" / "mathjax"
+    # Not under _static: jupyter-book would add every .js file there to every page.
+    dst = ROOT / "_mathjax" / "mathjax"
     if not (dst / "MathJax.js").exists():
         shutil.copytree(src, dst, dirs_exist_ok=True)
 
