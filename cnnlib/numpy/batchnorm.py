@@ -1,6 +1,6 @@
 """Batch normalization over the channels of NCHW feature maps, and its folding into a conv.
 
-Chapter 5 (the classifier head) teaches batch norm; chapter 11 uses ``fuse_conv_bn``.
+Chapter 5 (the classifier head) teaches batch norm and folding it into the preceding conv with ``fuse_conv_bn``.
 
 Conventions
 -----------
@@ -187,7 +187,7 @@ def fuse_conv_bn(w, b, gamma, beta, running_mean, running_var, *, eps=1e-5):
 
     Notes
     -----
-    Chapter 11. In evaluation batch norm is an affine map per output channel,
+    Chapter 5. In evaluation batch norm is an affine map per output channel,
     ``y -> s * (y - running_mean) + beta`` with ``s = gamma / sqrt(running_var + eps)``.
     A conv is linear in its weights, so scaling output channel ``k`` equals scaling
     filter ``k``: ``w_fused[k] = s[k] * w[k]`` and
