@@ -13,10 +13,10 @@ Run with ``python -m benchmarks conv`` (or ``make bench`` for every benchmark).
 from __future__ import annotations
 
 import os
-import statistics
-import time
 
 import numpy as np
+
+from benchmarks._timing import blas_threads, geometric_mean, side_by_side
 
 # (N, C_in, H, C_out, k, stride, padding); H = W.
 SHAPES = [
@@ -27,19 +27,6 @@ SHAPES = [
     (32, 64, 32, 128, 3, 2, 1),   # strided downsampling conv
 ]
 GOAL = 1.5  # geometric mean of cnnlib / torch we aim to stay under
-
-
-def _blas_threads() -> tuple[str, int]:
-    from threadpoolctl import threadpool_info
-
-    for pool in threadpool_info():
-        if pool["user_api"] == "blas":
-            return f"{pool['internal_api']} {pool.get('version')}", pool["num_threads"]
-    return "unknown BLAS", 1
-
-
-def _median_ms(samples: list[float]) -> float:
-    return 1e3 * statistics.median(samples)
 
 
 def bench_shape(shape, *, repeats: int, rng: np.random.Generator):
@@ -70,18 +57,8 @@ def bench_shape(shape, *, repeats: int, rng: np.random.Generator):
         out = F.conv2d(xt, wt, bt, stride=stride, padding=padding)
         out.backward(doutt)
 
-    for step in (step_cnnlib, step_torch):  # warm up caches, allocators, oneDNN kernels
-        step()
-        step()
-    ours, theirs = [], []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step_cnnlib()
-        ours.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        step_torch()
-        theirs.append(time.perf_counter() - start)
-    return _median_ms(ours), _median_ms(theirs)
+    ours, theirs = side_by_side(step_cnnlib, step_torch, repeats, warmup=2)
+    return 1e3 * ours, 1e3 * theirs
 
 
 def run_table(threads: int, repeats: int) -> float:
@@ -103,7 +80,7 @@ def run_table(threads: int, repeats: int) -> float:
             ours, theirs = bench_shape(shape, repeats=repeats, rng=rng)
             ratios.append(ours / theirs)
             print(f"{str(shape):<30}{ours:>11.2f}{theirs:>11.2f}{ratios[-1]:>7.2f}x", flush=True)
-    geomean = float(np.exp(np.mean(np.log(ratios))))
+    geomean = geometric_mean(ratios)
     print("-" * len(header))
     print(f"{'geometric mean':<52}{geomean:>7.2f}x")
     return geomean
@@ -112,7 +89,7 @@ def run_table(threads: int, repeats: int) -> float:
 def main(repeats: int = 15) -> float:
     import torch
 
-    blas, threads = _blas_threads()
+    blas, threads = blas_threads()
     print(f"NumPy {np.__version__} with {blas} ({threads} thread(s) by default); "
           f"torch {torch.__version__}")
     print(f"float32 conv2d, forward + backward (dx, dw, db): median of {repeats} interleaved "

@@ -11,22 +11,12 @@ Run with ``python -m benchmarks lenet`` (or ``make bench`` for every benchmark).
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import numpy as np
+
+from benchmarks._timing import blas_threads, side_by_side
 
 BATCH_SIZE = 64
 REPEATS = 5
-
-
-def _blas_threads() -> int:
-    from threadpoolctl import threadpool_info
-
-    for pool in threadpool_info():
-        if pool["user_api"] == "blas":
-            return int(pool["num_threads"])
-    return 1
 
 
 def main() -> None:
@@ -36,7 +26,7 @@ def main() -> None:
     from cnnlib.data import load_digits
     from cnnlib.numpy import Trainer, lenet5
 
-    threads = _blas_threads()
+    _, threads = blas_threads()
     torch.set_num_threads(threads)
     split = load_digits()
     x, y = split.x_train, split.y_train
@@ -66,17 +56,7 @@ def main() -> None:
     def numpy_epoch() -> None:
         trainer.fit(x, y, epochs=1)
 
-    numpy_epoch()  # warm-up: first-call costs (allocation, lazy imports)
-    torch_epoch()
-    np_times, torch_times = [], []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        numpy_epoch()
-        np_times.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        torch_epoch()
-        torch_times.append(time.perf_counter() - start)
-    t_np, t_torch = statistics.median(np_times), statistics.median(torch_times)
+    t_np, t_torch = side_by_side(numpy_epoch, torch_epoch, REPEATS)
     print(f"LeNet-5, one epoch of {len(x)} digits (32x32, float32, batch {BATCH_SIZE}, "
           f"SGD momentum), {threads} thread(s), median of {REPEATS}:")
     print(f"  cnnlib.numpy Trainer  {t_np:7.3f} s/epoch")

@@ -9,11 +9,9 @@ torch (geometric mean over the shapes).
 
 from __future__ import annotations
 
-import math
-import time
-
 import numpy as np
 
+from benchmarks._timing import geometric_mean, side_by_side
 from cnnlib.numpy import pool
 
 # (N, C, H=W, kernel, stride, padding): LeNet's first pool, a ResNet-stem-like 3x3/2
@@ -25,12 +23,6 @@ CASES = [
 ]
 REPEATS = 21
 GOAL = 2.0
-
-
-def _time(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def measure(case, repeats: int = REPEATS) -> tuple[float, float]:
@@ -53,12 +45,7 @@ def measure(case, repeats: int = REPEATS) -> tuple[float, float]:
         leaf = xt.detach().requires_grad_(True)
         F.max_pool2d(leaf, k, s, p).backward(dout_t)
 
-    ours(), theirs()  # warm up allocators and caches
-    t_ours, t_theirs = [], []
-    for _ in range(repeats):
-        t_ours.append(_time(ours))
-        t_theirs.append(_time(theirs))
-    return float(np.median(t_ours)), float(np.median(t_theirs))
+    return side_by_side(ours, theirs, repeats)
 
 
 def main() -> None:
@@ -76,7 +63,7 @@ def main() -> None:
             ratio = t_ours / t_theirs
             ratios.append(ratio)
             print(f"{str(case):<28}{t_ours * 1e3:>10.2f}{t_theirs * 1e3:>10.2f}{ratio:>8.2f}")
-        geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+        geo = geometric_mean(ratios)
         verdict = "met" if geo <= GOAL else "NOT met"
         print(f"geometric mean ratio cnnlib/torch: {geo:.2f} (goal <= {GOAL:g}x: {verdict}; "
               f"worst case {max(ratios):.2f})")

@@ -33,6 +33,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from cnnlib.numpy._utils import as_int
+
 __all__ = [
     "DataSplit",
     "SHAPE_CLASSES",
@@ -89,14 +91,6 @@ def _check_fraction(value, name: str) -> float:
     return float(value)
 
 
-def _check_positive_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
-
-
 def _stratified_split(y: np.ndarray, test_size: float, seed) -> tuple[np.ndarray, np.ndarray]:
     """Indices of a seeded split that keeps every class's share in both parts."""
     rng = np.random.default_rng(seed)
@@ -146,7 +140,7 @@ def load_digits(size: int = 32, *, test_size: float = 0.2, seed=0) -> DataSplit:
     from skimage.transform import resize
     from sklearn.datasets import load_digits as _sk_digits
 
-    size = _check_positive_int(size, "size", 8)
+    size = as_int(size, "size", minimum=8)
     test_size = _check_fraction(test_size, "test_size")
     digits = _sk_digits()
     images = digits.images / 16.0  # (N, 8, 8) in [0, 1]
@@ -217,8 +211,8 @@ def load_textures(patch_size: int = 32, *, patches_per_image: int = 400,
     differ in mean brightness, so a classifier can score well above chance from the
     mean alone; chapter 13 uses these patches for a texture workflow.
     """
-    patch_size = _check_positive_int(patch_size, "patch_size", 2)
-    n = _check_positive_int(patches_per_image, "patches_per_image", 2)
+    patch_size = as_int(patch_size, "patch_size", minimum=2)
+    n = as_int(patches_per_image, "patches_per_image", minimum=2)
     test_size = _check_fraction(test_size, "test_size")
     rng = np.random.default_rng(seed)
     n_test = max(1, int(round(test_size * n)))
@@ -309,8 +303,8 @@ def make_shapes(n: int, size: int = 32, seed=0) -> tuple[np.ndarray, np.ndarray]
     added, so a network has to learn the outline rather than a colour.
     Edges are anti-aliased by 4x4 supersampling.
     """
-    n = _check_positive_int(n, "n")
-    size = _check_positive_int(size, "size", 8)
+    n = as_int(n, "n", minimum=1)
+    size = as_int(size, "size", minimum=8)
     rng = np.random.default_rng(seed)
     y = rng.permutation(np.arange(n) % len(SHAPE_CLASSES)).astype(np.int64)
     ss = 4
@@ -364,7 +358,7 @@ def random_shift(x: np.ndarray, max_shift: int = 2, rng=None) -> np.ndarray:
     if not isinstance(x, np.ndarray) or x.ndim != 4:
         raise ValueError(f"x must be a 4-dimensional (N, C, H, W) ndarray, got "
                          f"{getattr(x, 'shape', type(x).__name__)}")
-    max_shift = _check_positive_int(max_shift, "max_shift", 0)
+    max_shift = as_int(max_shift, "max_shift", minimum=0)
     n, _, h, w = x.shape
     if max_shift >= min(h, w):
         raise ValueError(f"max_shift={max_shift} must be smaller than the image size "

@@ -508,14 +508,19 @@ def _pool_forward(x2, kernel_size, stride, mode):
     return out[0, 0], cache, getattr(cnp, f"{mode}pool2d_backward")
 
 
-def _pool_windows(shape, kernel_size, stride, n_out):
-    kh, kw = (kernel_size, kernel_size) if np.isscalar(kernel_size) else kernel_size
-    if stride is None:
-        sh, sw = kh, kw
-    else:
-        sh, sw = (stride, stride) if np.isscalar(stride) else stride
+def _pool_windows(cache, n_out):
+    """(rows, cols) slices of every window, in row-major output order, from a PoolCache."""
+    (kh, kw), (sh, sw) = cache.kernel_size, cache.stride
     return [(slice(i * sh, i * sh + kh), slice(j * sw, j * sw + kw))
             for i in range(n_out[0]) for j in range(n_out[1])]
+
+
+def _outline_output_cells(ax, n_cells: int, ow: int) -> None:
+    """Outline output cell k in the colour of window k."""
+    for k in range(n_cells):
+        i, j = divmod(k, ow)
+        _draw_window(ax, slice(i, i + 1), slice(j, j + 1),
+                     _WINDOW_COLOURS[k % len(_WINDOW_COLOURS)], inset=0.05)
 
 
 def _check_2d(x, name):
@@ -545,8 +550,8 @@ def pooling_diagram(x, *, kernel_size, stride=None, mode="max", fmt="{:g}") -> F
     matplotlib.figure.Figure
     """
     x = _check_2d(x, "x")
-    out, _, _ = _pool_forward(x, kernel_size, stride, mode)
-    windows = _pool_windows(x.shape, kernel_size, stride, out.shape)
+    out, cache, _ = _pool_forward(x, kernel_size, stride, mode)
+    windows = _pool_windows(cache, out.shape)
     h, w = x.shape
     oh, ow = out.shape
     fig, axes = _new_figure(1, 2, (0.5 * (w + ow) + 1.2, 0.5 * max(h, oh) + 0.8),
@@ -555,18 +560,16 @@ def pooling_diagram(x, *, kernel_size, stride=None, mode="max", fmt="{:g}") -> F
     _matrix_on_ax(ax, x, title=f"input {h}x{w}", fmt=fmt, cmap="Greys", windows=windows,
                   vmin=float(x.min()) - 1e-9, vmax=float(x.max()) * 3 + 1)
     if mode in ("max", "min"):
+        # The winners the forward pass recorded: row-major offsets inside each window.
+        offsets = cache.argext[0, 0].ravel()  # (H_out, W_out) -> (H_out*W_out,)
+        kw = cache.kernel_size[1]
         for k, (rows, cols) in enumerate(windows):
-            win = x[rows, cols]
-            flat = np.argmax(win) if mode == "max" else np.argmin(win)
-            r, c = np.unravel_index(flat, win.shape)
+            r, c = divmod(int(offsets[k]), kw)
             ax.add_patch(_winner_circle((cols.start + c, rows.start + r),
-                                    _WINDOW_COLOURS[k % len(_WINDOW_COLOURS)]))
+                                        _WINDOW_COLOURS[k % len(_WINDOW_COLOURS)]))
     _matrix_on_ax(ax_out, out, title=f"{mode} pool -> {oh}x{ow}", fmt=fmt, cmap="Greys",
                   vmin=float(out.min()) - 1e-9, vmax=float(out.max()) * 3 + 1)
-    for k in range(len(windows)):
-        i, j = divmod(k, ow)
-        _draw_window(ax_out, slice(i, i + 1), slice(j, j + 1),
-                     _WINDOW_COLOURS[k % len(_WINDOW_COLOURS)], inset=0.05)
+    _outline_output_cells(ax_out, len(windows), ow)
     s_txt = "kernel size" if stride is None else str(stride)
     fig.suptitle(f"{mode} pooling, kernel {kernel_size}, stride {s_txt}", fontsize=10)
     return fig
@@ -607,7 +610,7 @@ def gradient_routing_diagram(x, dout, *, kernel_size, stride=None, mode="max",
         raise ValueError(f"dout must have the pooled output's shape {_shape(out)} for x of "
                          f"shape {_shape(x)}, got {_shape(dout)}")
     dx = _first(backward(dout[None, None], cache))[0, 0]
-    windows = _pool_windows(x.shape, kernel_size, stride, out.shape)
+    windows = _pool_windows(cache, out.shape)
     h, w = x.shape
     oh, ow = out.shape
     fig, axes = _new_figure(1, 3, (0.5 * (2 * w + ow) + 1.6, 0.5 * max(h, oh) + 0.8),
@@ -617,10 +620,7 @@ def gradient_routing_diagram(x, dout, *, kernel_size, stride=None, mode="max",
                   vmin=float(x.min()) - 1e-9, vmax=float(x.max()) * 3 + 1)
     _matrix_on_ax(ax_d, dout, title="upstream dout", fmt=fmt, cmap="Greys",
                   vmin=float(dout.min()) - 1e-9, vmax=float(np.abs(dout).max()) * 3 + 1)
-    for k in range(len(windows)):
-        i, j = divmod(k, ow)
-        _draw_window(ax_d, slice(i, i + 1), slice(j, j + 1),
-                     _WINDOW_COLOURS[k % len(_WINDOW_COLOURS)], inset=0.05)
+    _outline_output_cells(ax_d, len(windows), ow)
     m = float(np.abs(dx).max()) or 1.0
     _matrix_on_ax(ax_dx, dx, title="dx (gradients routed and summed)", fmt=fmt,
                   cmap="Oranges", vmin=0.0, vmax=m * 1.6)
@@ -959,14 +959,43 @@ def conv_explorer_static(image, *, kernels=None, kernel=None, settings=None,
         if k >= len(panels):
             continue
         label, arr = panels[k]
-        h, w = arr.shape
-        # Same scale for every panel: a smaller output occupies a smaller square.
-        ax.imshow(arr, cmap="gray", interpolation="nearest", extent=(0, w, h, 0))
-        ax.set_xlim(0, big)
-        ax.set_ylim(big, 0)
-        ax.set_title(f"{label}\n{h}x{w}", fontsize=9)
+        _imshow_to_scale(ax, arr, big, f"{label}\n{arr.shape[0]}x{arr.shape[1]}")
     fig.suptitle(f"kernel '{kname}' on a {img.shape[0]}x{img.shape[1]} image", fontsize=10)
     return fig
+
+
+def _imshow_to_scale(ax, arr: np.ndarray, big: int, title: str) -> None:
+    """Draw a grey image in a ``big x big`` frame, one pixel per unit, so that panels
+    share a scale and a smaller output occupies a smaller square."""
+    h, w = arr.shape
+    ax.imshow(arr, cmap="gray", interpolation="nearest", extent=(0, w, h, 0))
+    ax.set_xlim(0, big)
+    ax.set_ylim(big, 0)
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=9)
+
+
+def _explorer_input(image, max_size: int) -> np.ndarray:
+    """The explorer's grey input; large photographs are subsampled to at most max_size,
+    so that every update stays fast."""
+    img = _gray_image(image)
+    step = max(1, math.ceil(max(img.shape) / max_size))
+    return img[::step, ::step]
+
+
+def _input_output_png(img: np.ndarray, result: np.ndarray | None) -> bytes:
+    """PNG of an explorer's input and output side by side, at the same scale (a smaller
+    output looks smaller); the input alone when the setting was invalid."""
+    if result is None:
+        fig, axes = _new_figure(1, 1, (3, 3))
+        axes[0, 0].imshow(img, cmap="gray")
+        axes[0, 0].set_axis_off()
+        return figure_to_png(fig, dpi=80)
+    big = max(*img.shape, *result.shape)
+    fig, axes = _new_figure(1, 2, (6, 3))
+    for ax, arr, name in ((axes[0, 0], img, "input"), (axes[0, 1], result, "output")):
+        _imshow_to_scale(ax, arr, big, f"{name} {arr.shape[0]}x{arr.shape[1]}")
+    return figure_to_png(fig, dpi=80)
 
 
 class ConvExplorer:
@@ -989,10 +1018,7 @@ class ConvExplorer:
     def __init__(self, image, *, kernels=None, max_size=96):
         import ipywidgets as widgets
 
-        img = _gray_image(image)
-        # Keep every update fast: large photographs are subsampled to at most max_size.
-        step = max(1, math.ceil(max(img.shape) / max_size))
-        self.input = img[::step, ::step]
+        self.input = _explorer_input(image, max_size)
         self.kernels = _check_kernels(kernels)
         self.result = None
         self.error = None
@@ -1028,24 +1054,11 @@ class ConvExplorer:
         if self.result is None:
             self.shape_label.value = (f"input {h}x{w}, {_settings_label(**st)}: "
                                       f"<b>not allowed</b>: {self.error}")
-            fig, axes = _new_figure(1, 1, (3, 3))
-            axes[0, 0].imshow(self.input, cmap="gray")
-            axes[0, 0].set_axis_off()
         else:
             oh, ow = self.result.shape
             self.shape_label.value = (f"input {h}x{w}, {_settings_label(**st)} -> "
                                       f"<b>output {oh}x{ow}</b>")
-            fig, axes = _new_figure(1, 2, (6, 3))
-            for ax, arr, title in ((axes[0, 0], self.input, f"input {h}x{w}"),
-                                   (axes[0, 1], self.result, f"output {oh}x{ow}")):
-                a, b = arr.shape
-                ax.imshow(arr, cmap="gray", interpolation="nearest", extent=(0, b, a, 0))
-                big = max(h, w, oh, ow)
-                ax.set_xlim(0, big)
-                ax.set_ylim(big, 0)
-                ax.set_axis_off()
-                ax.set_title(title, fontsize=9)
-        self.image.value = figure_to_png(fig, dpi=80)
+        self.image.value = _input_output_png(self.input, self.result)
 
     def static_figure(self, settings=None) -> Figure:
         """The explorer drawn as a grid of settings (for the HTML book)."""
@@ -1095,9 +1108,7 @@ class PoolingExplorer:
     def __init__(self, image, *, max_size=96):
         import ipywidgets as widgets
 
-        img = _gray_image(image)
-        step = max(1, math.ceil(max(img.shape) / max_size))
-        self.input = img[::step, ::step]
+        self.input = _explorer_input(image, max_size)
         self.result = None
         self.error = None
         self.kernel_size = widgets.IntSlider(value=2, min=1, max=8, description="kernel")
@@ -1122,20 +1133,11 @@ class PoolingExplorer:
             self.result, self.error = None, str(err)
         if self.result is None:
             self.shape_label.value = f"kernel {k}, stride {s}: <b>not allowed</b>: {self.error}"
-            fig, axes = _new_figure(1, 1, (3, 3))
-            axes[0, 0].imshow(self.input, cmap="gray")
-            axes[0, 0].set_axis_off()
         else:
             oh, ow = self.result.shape
             self.shape_label.value = (f"input {h}x{w}, {mode} pool, kernel {k}, stride {s} "
                                       f"-> <b>output {oh}x{ow}</b>")
-            fig, axes = _new_figure(1, 2, (6, 3))
-            for ax, arr, title in ((axes[0, 0], self.input, f"input {h}x{w}"),
-                                   (axes[0, 1], self.result, f"output {oh}x{ow}")):
-                ax.imshow(arr, cmap="gray", interpolation="nearest")
-                ax.set_axis_off()
-                ax.set_title(title, fontsize=9)
-        self.image.value = figure_to_png(fig, dpi=80)
+        self.image.value = _input_output_png(self.input, self.result)
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)

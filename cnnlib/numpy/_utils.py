@@ -7,6 +7,7 @@ change.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -79,3 +80,44 @@ def as_pair(value, name: str, *, minimum: int | None = None) -> tuple[int, int]:
         return (as_int(value[0], name, minimum=minimum), as_int(value[1], name, minimum=minimum))
     v = as_int(value, name, minimum=minimum)
     return (v, v)
+
+
+def as_real(value, name: str, *, low: float = -math.inf, high: float = math.inf) -> float:
+    """Return a finite real setting in ``[low, high]`` as a float (bools are rejected)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    v = float(value)
+    if not (math.isfinite(v) and low <= v <= high):
+        if math.isinf(low) and math.isinf(high):
+            want = "finite"
+        elif math.isinf(high):
+            want = f"a finite number >= {low:g}"
+        else:
+            want = f"in [{low:g}, {high:g}]"
+        raise ValueError(f"{name} must be {want}, got {value!r}")
+    return v
+
+
+def check_same_dtype(a: np.ndarray, a_name: str, b: np.ndarray, b_name: str) -> None:
+    """Raise TypeError when two arrays that must share a dtype do not."""
+    if a.dtype != b.dtype:
+        raise TypeError(f"{a_name} has dtype {a.dtype} but {b_name} has dtype {b.dtype} "
+                        f"(shapes {shape_str(a)} and {shape_str(b)}); convert one with .astype "
+                        f"so they match")
+
+
+def check_dout(dout, shape: tuple[int, ...], dtype=None, *, ndim: int | None = None,
+               context: str = "") -> np.ndarray:
+    """Check an upstream gradient against the forward output's shape (and dtype, if given).
+
+    ``ndim`` checks the rank first, for a clearer message; ``context`` is appended to the
+    shape error, e.g. ``" (x had shape (2, 3, 8, 8))"``.
+    """
+    check_array(dout, "dout", ndim=ndim)
+    if dout.shape != tuple(shape):
+        raise ValueError(f"dout has shape {shape_str(dout)} but the forward output had shape "
+                         f"{tuple(shape)}{context}; they must be equal")
+    if dtype is not None and dout.dtype != dtype:
+        raise TypeError(f"dout has dtype {dout.dtype} but the forward pass ran in "
+                        f"{np.dtype(dtype)} (shape {shape_str(dout)}); they must match")
+    return dout

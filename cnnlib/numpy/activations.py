@@ -19,13 +19,12 @@ Conventions
 
 from __future__ import annotations
 
-import math
 import numbers
 from typing import NamedTuple
 
 import numpy as np
 
-from ._utils import check_array, shape_str
+from ._utils import as_real, check_array, check_dout, shape_str
 
 __all__ = [
     "relu_forward", "relu_backward",
@@ -60,28 +59,6 @@ class TanhCache(NamedTuple):
     out: np.ndarray
 
 
-def _as_real(value, name: str) -> float:
-    """Return a finite real setting as a float (bools are rejected)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
-
-
-def _check_dout(dout, like: np.ndarray) -> np.ndarray:
-    """The upstream gradient must have the forward output's shape and dtype."""
-    check_array(dout, "dout")
-    if dout.shape != like.shape:
-        raise ValueError(f"dout has shape {shape_str(dout)} but the forward output had shape "
-                         f"{shape_str(like)}; they must be equal")
-    if dout.dtype != like.dtype:
-        raise TypeError(f"dout has dtype {dout.dtype} but the forward pass ran in {like.dtype}; "
-                        f"they must match")
-    return dout
-
-
 def relu_forward(x):
     """Rectified linear unit, ``max(0, x)`` elementwise.
 
@@ -114,9 +91,13 @@ def relu_backward(dout, cache):
     Returns
     -------
     dx : ndarray, shape of ``x``
+
+    Notes
+    -----
+    Chapter 4 (activations and pooling) plots this derivative.
     """
     x = cache.x
-    dout = _check_dout(dout, x)
+    dout = check_dout(dout, x.shape, x.dtype)
     # x == 0 gets 0, the subgradient PyTorch picks
     return np.where(x > 0, dout, x.dtype.type(0))
 
@@ -141,7 +122,7 @@ def leaky_relu_forward(x, *, negative_slope=0.01):
     negative, so they cannot "die" the way ReLU units can.
     """
     check_array(x, "x")
-    slope = _as_real(negative_slope, "negative_slope")
+    slope = as_real(negative_slope, "negative_slope")
     out = np.where(x > 0, x, x * x.dtype.type(slope))
     return out, LeakyReluCache(x, slope)
 
@@ -149,12 +130,22 @@ def leaky_relu_forward(x, *, negative_slope=0.01):
 def leaky_relu_backward(dout, cache):
     """Gradient 1 where ``x > 0`` and ``negative_slope`` elsewhere (including 0).
 
+    Parameters
+    ----------
+    dout : ndarray, shape of the forward output
+    cache : LeakyReluCache
+        From the matching forward.
+
     Returns
     -------
     dx : ndarray, shape of ``x``
+
+    Notes
+    -----
+    Chapter 4 (activations and pooling) plots this derivative.
     """
     x = cache.x
-    dout = _check_dout(dout, x)
+    dout = check_dout(dout, x.shape, x.dtype)
     return np.where(x > 0, dout, dout * dout.dtype.type(cache.negative_slope))
 
 
@@ -179,7 +170,7 @@ def elu_forward(x, *, alpha=1.0):
     branch) from overflowing.
     """
     check_array(x, "x")
-    a = _as_real(alpha, "alpha")
+    a = as_real(alpha, "alpha")
     neg = x.dtype.type(a) * np.expm1(np.minimum(x, x.dtype.type(0)))
     out = np.where(x > 0, x, neg)
     return out, EluCache(x, out, a)
@@ -188,12 +179,22 @@ def elu_forward(x, *, alpha=1.0):
 def elu_backward(dout, cache):
     """Gradient 1 where ``x > 0`` and ``alpha * exp(x) = out + alpha`` elsewhere.
 
+    Parameters
+    ----------
+    dout : ndarray, shape of the forward output
+    cache : EluCache
+        From the matching forward.
+
     Returns
     -------
     dx : ndarray, shape of ``x``
+
+    Notes
+    -----
+    Chapter 4 (activations and pooling) plots this derivative.
     """
     x = cache.x
-    dout = _check_dout(dout, x)
+    dout = check_dout(dout, x.shape, x.dtype)
     local = cache.out + cache.out.dtype.type(cache.alpha)
     return np.where(x > 0, dout, dout * local)
 
@@ -226,12 +227,22 @@ def sigmoid_forward(x):
 def sigmoid_backward(dout, cache):
     """Local gradient ``s * (1 - s)`` from the saved output ``s``.
 
+    Parameters
+    ----------
+    dout : ndarray, shape of the forward output
+    cache : SigmoidCache
+        From the matching forward.
+
     Returns
     -------
     dx : ndarray, shape of ``x``
+
+    Notes
+    -----
+    Chapter 4 (activations and pooling) plots this derivative.
     """
     s = cache.out
-    dout = _check_dout(dout, s)
+    dout = check_dout(dout, s.shape, s.dtype)
     return dout * s * (s.dtype.type(1) - s)
 
 
@@ -260,12 +271,22 @@ def tanh_forward(x):
 def tanh_backward(dout, cache):
     """Local gradient ``1 - tanh(x)**2`` from the saved output.
 
+    Parameters
+    ----------
+    dout : ndarray, shape of the forward output
+    cache : TanhCache
+        From the matching forward.
+
     Returns
     -------
     dx : ndarray, shape of ``x``
+
+    Notes
+    -----
+    Chapter 4 (activations and pooling) plots this derivative.
     """
     t = cache.out
-    dout = _check_dout(dout, t)
+    dout = check_dout(dout, t.shape, t.dtype)
     return dout * (t.dtype.type(1) - t * t)
 
 

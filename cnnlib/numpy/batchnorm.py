@@ -1,6 +1,7 @@
 """Batch normalization over the channels of NCHW feature maps, and its folding into a conv.
 
-Chapter 5 (the classifier head) teaches batch norm and folding it into the preceding conv with ``fuse_conv_bn``.
+Chapter 5 (the classifier head) teaches batch norm and, with ``fuse_conv_bn``, folding it
+into the preceding conv.
 
 Conventions
 -----------
@@ -14,13 +15,11 @@ Conventions
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import NamedTuple
 
 import numpy as np
 
-from ._utils import check_array, shape_str
+from ._utils import as_real, check_array, check_dout, check_same_dtype, shape_str
 
 __all__ = ["batchnorm2d_forward", "batchnorm2d_backward", "fuse_conv_bn"]
 
@@ -32,27 +31,22 @@ class BatchNormCache(NamedTuple):
     training: bool
 
 
-def _as_float(value, name: str, low: float, high: float = math.inf) -> float:
-    """Return a finite real setting in [low, high] as a float (bools are rejected)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not (math.isfinite(value) and low <= value <= high):
-        raise ValueError(f"{name} must be a finite number in [{low}, {high}], got {value}")
-    return value
+def _check_channel_vectors(c: int, ref: np.ndarray, ref_name: str, what: str,
+                           **vectors) -> None:
+    """Each per-channel vector must be finite, of shape (c,) and of ``ref``'s dtype.
 
-
-def _check_channel_vectors(x: np.ndarray, **vectors) -> None:
-    """Each per-channel vector must be finite, of shape (C,) and of x's dtype."""
-    c = x.shape[1]
+    ``what`` names the c channels of ``ref`` in the error; ``running_var`` must also be
+    non-negative.
+    """
     for name, v in vectors.items():
         check_array(v, name, ndim=1, finite=True)
         if v.shape[0] != c:
-            raise ValueError(f"{name} has shape {shape_str(v)} but x has shape {shape_str(x)} "
-                             f"with {c} channels; {name} must have shape ({c},)")
-        if v.dtype != x.dtype:
-            raise TypeError(f"{name} has dtype {v.dtype} but x has dtype {x.dtype}; convert "
-                            f"one with .astype so they match")
+            raise ValueError(f"{name} has shape {shape_str(v)} but {ref_name} has shape "
+                             f"{shape_str(ref)} with {c} {what}; {name} must have shape ({c},)")
+        check_same_dtype(v, name, ref, ref_name)
+    if np.any(vectors["running_var"] < 0):
+        raise ValueError(f"running_var must be non-negative (shape "
+                         f"{shape_str(vectors['running_var'])})")
 
 
 def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, *, training,
@@ -92,14 +86,12 @@ def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, *, training,
     ``m > 1``.
     """
     check_array(x, "x", ndim=4, finite=True)
-    _check_channel_vectors(x, gamma=gamma, beta=beta, running_mean=running_mean,
-                           running_var=running_var)
+    _check_channel_vectors(x.shape[1], x, "x", "channels", gamma=gamma, beta=beta,
+                           running_mean=running_mean, running_var=running_var)
     if not isinstance(training, bool):
         raise TypeError(f"training must be True or False, got {training!r}")
-    momentum = _as_float(momentum, "momentum", 0.0, 1.0)
-    eps = _as_float(eps, "eps", 0.0)
-    if np.any(running_var < 0):
-        raise ValueError("running_var must be non-negative")
+    momentum = as_real(momentum, "momentum", low=0.0, high=1.0)
+    eps = as_real(eps, "eps", low=0.0)
     n, c, h, w = x.shape
     m = n * h * w
     if training and m < 2:
@@ -135,6 +127,8 @@ def batchnorm2d_backward(dout, cache):
 
     Notes
     -----
+    Chapter 5 (the classifier head).
+
     In evaluation the statistics are constants, so ``dx = gamma * inv_std * dout``. In
     training the mean and variance depend on every input of the channel; with
     ``g = gamma * dout`` the chain rule collapses to
@@ -146,13 +140,7 @@ def batchnorm2d_backward(dout, cache):
     removes.
     """
     x_hat, gamma, inv_std, training = cache
-    check_array(dout, "dout")
-    if dout.shape != x_hat.shape:
-        raise ValueError(f"dout has shape {shape_str(dout)} but the forward output had shape "
-                         f"{shape_str(x_hat)}; they must be equal")
-    if dout.dtype != x_hat.dtype:
-        raise TypeError(f"dout has dtype {dout.dtype} but the forward pass ran in "
-                        f"{x_hat.dtype}; they must match")
+    check_dout(dout, x_hat.shape, x_hat.dtype)
     dbeta = dout.sum(axis=(0, 2, 3))
     dgamma = (dout * x_hat).sum(axis=(0, 2, 3))
     scale = (gamma * inv_std)[:, None, None]  # (C, 1, 1)
@@ -199,17 +187,8 @@ def fuse_conv_bn(w, b, gamma, beta, running_mean, running_var, *, eps=1e-5):
     if b is not None:
         vectors = dict(b=b, **vectors)
     c_out = w.shape[0]
-    for name, v in vectors.items():
-        check_array(v, name, ndim=1, finite=True)
-        if v.shape[0] != c_out:
-            raise ValueError(f"{name} has shape {shape_str(v)} but w has shape {shape_str(w)} "
-                             f"with {c_out} output channels; {name} must have shape ({c_out},)")
-        if v.dtype != w.dtype:
-            raise TypeError(f"{name} has dtype {v.dtype} but w has dtype {w.dtype}; convert "
-                            f"one with .astype so they match")
-    eps = _as_float(eps, "eps", 0.0)
-    if np.any(running_var < 0):
-        raise ValueError("running_var must be non-negative")
+    _check_channel_vectors(c_out, w, "w", "output channels", **vectors)
+    eps = as_real(eps, "eps", low=0.0)
     dt = w.dtype.type
     s = gamma / np.sqrt(running_var + dt(eps))  # (C_out,)
     w_fused = w * s.reshape((c_out,) + (1,) * (w.ndim - 1))  # (C_out, 1, 1, 1) for a conv

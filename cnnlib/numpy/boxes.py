@@ -9,12 +9,9 @@ format; the area of a box is ``(x2 - x1) * (y2 - y1)`` (continuous coordinates, 
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import numpy as np
 
-from ._utils import shape_str
+from ._utils import as_real, check_array, shape_str
 
 __all__ = ["iou", "nms"]
 
@@ -114,20 +111,11 @@ def nms(boxes, scores, *, iou_threshold=0.5):
     suppressed separately (call ``nms`` once per class).
     """
     boxes = _check_boxes(boxes, "boxes", (2,))
-    if not isinstance(scores, np.ndarray):
-        raise TypeError(f"scores must be a numpy.ndarray, got {type(scores).__name__}")
-    if not np.issubdtype(scores.dtype, np.floating):
-        raise TypeError(f"scores must have a floating dtype, got {scores.dtype}")
+    check_array(scores, "scores", finite=True)
     if scores.shape != (boxes.shape[0],):
         raise ValueError(f"scores has shape {shape_str(scores)} but boxes has shape "
                          f"{shape_str(boxes)}; scores must have shape ({boxes.shape[0]},)")
-    if not np.all(np.isfinite(scores)):
-        raise ValueError(f"scores contains NaN or infinity (shape {shape_str(scores)})")
-    if isinstance(iou_threshold, bool) or not isinstance(iou_threshold, numbers.Real):
-        raise TypeError(f"iou_threshold must be a real number, got {iou_threshold!r}")
-    thr = float(iou_threshold)
-    if not (math.isfinite(thr) and 0.0 <= thr <= 1.0):
-        raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
+    thr = as_real(iou_threshold, "iou_threshold", low=0.0, high=1.0)
 
     order = np.argsort(-scores, kind="stable")
     boxes = boxes[order]  # (N, 4), best first

@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._utils import as_int, as_pair, check_array, shape_str
+from ._utils import as_int, as_pair, check_array, check_dout, check_same_dtype, shape_str
 
 __all__ = [
     "Conv2dCache",
@@ -195,12 +195,6 @@ def pad2d(x: np.ndarray, padding, *, value: float = 0.0) -> np.ndarray:
 # Argument checking
 # --------------------------------------------------------------------------------------
 
-def _check_same_dtype(a: np.ndarray, a_name: str, b: np.ndarray, b_name: str) -> None:
-    if a.dtype != b.dtype:
-        raise TypeError(f"{a_name} has dtype {a.dtype} but {b_name} has dtype {b.dtype}; "
-                        f"convert one so they match (shapes {shape_str(a)} and {shape_str(b)})")
-
-
 def _check_bias(b, n_out: int, w: np.ndarray) -> np.ndarray | None:
     if b is None:
         return None
@@ -208,7 +202,7 @@ def _check_bias(b, n_out: int, w: np.ndarray) -> np.ndarray | None:
     if b.shape != (n_out,):
         raise ValueError(f"b must have shape ({n_out},), one value per output channel of w "
                          f"{shape_str(w)}, got shape {shape_str(b)}")
-    _check_same_dtype(b, "b", w, "w")
+    check_same_dtype(b, "b", w, "w")
     return b
 
 
@@ -217,17 +211,27 @@ def _check_positive_sizes(x: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} must not have an empty dimension, got shape {shape_str(x)}")
 
 
-def _check_conv2d(x, w, b, stride, padding, dilation):
-    """Validate conv2d arguments; return them resolved, plus the output size."""
+def _check_x_w(x, w, w_in_axis: int, w_layout: str) -> tuple[np.ndarray, np.ndarray]:
+    """Check a convolution's input and weights: rank, sizes, dtype and channel count.
+
+    ``w_in_axis`` is the axis of ``w`` that counts input channels, ``w_layout`` its
+    layout in words, for the error message.
+    """
     x = check_array(x, "x", ndim=4)
     w = check_array(w, "w", ndim=4)
     _check_positive_sizes(x, "x")
     _check_positive_sizes(w, "w")
-    _check_same_dtype(x, "x", w, "w")
-    if x.shape[1] != w.shape[1]:
+    check_same_dtype(x, "x", w, "w")
+    if x.shape[1] != w.shape[w_in_axis]:
         raise ValueError(f"x has {x.shape[1]} channels (shape {shape_str(x)} is N, C_in, H, W) "
-                         f"but w expects {w.shape[1]} (shape {shape_str(w)} is "
-                         f"C_out, C_in, KH, KW)")
+                         f"but w expects {w.shape[w_in_axis]} (shape {shape_str(w)} is "
+                         f"{w_layout})")
+    return x, w
+
+
+def _check_conv2d(x, w, b, stride, padding, dilation):
+    """Validate conv2d arguments; return them resolved, plus the output size."""
+    x, w = _check_x_w(x, w, 1, "C_out, C_in, KH, KW")
     b = _check_bias(b, w.shape[0], w)
     stride = as_pair(stride, "stride", minimum=1)
     dilation = as_pair(dilation, "dilation", minimum=1)
@@ -246,17 +250,6 @@ def _check_conv2d(x, w, b, stride, padding, dilation):
                          f"(x {shape_str(x)}, padding {(pt, pb, pl, pr)} top/bottom/left/right)")
     out_hw = ((h + pt + pb - span_h) // stride[0] + 1, (wd + pl + pr - span_w) // stride[1] + 1)
     return x, w, b, stride, (pt, pb, pl, pr), dilation, out_hw
-
-
-def _check_dout(dout, expected_shape: tuple[int, ...], dtype) -> np.ndarray:
-    dout = check_array(dout, "dout", ndim=4)
-    if dout.shape != tuple(expected_shape):
-        raise ValueError(f"dout must have the forward output's shape {tuple(expected_shape)}, "
-                         f"got shape {shape_str(dout)}")
-    if dout.dtype != dtype:
-        raise TypeError(f"dout has dtype {dout.dtype} but the forward pass ran in {dtype} "
-                        f"(shape {shape_str(dout)})")
-    return dout
 
 
 # --------------------------------------------------------------------------------------
@@ -598,7 +591,7 @@ def conv2d_backward(dout: np.ndarray, cache: Conv2dCache):
     (h, wd), (kh, kw) = x.shape[2:], w.shape[2:]
     out_hw = ((h + pads[0] + pads[1] - dilation[0] * (kh - 1) - 1) // stride[0] + 1,
               (wd + pads[2] + pads[3] - dilation[1] * (kw - 1) - 1) // stride[1] + 1)
-    dout = _check_dout(dout, (n, c_out, *out_hw), x.dtype)
+    dout = check_dout(dout, (n, c_out, *out_hw), x.dtype, ndim=4)
     g = _Geometry((kh, kw), stride, pads, dilation, (h, wd), out_hw)
     dx, dw2, db = _conv_backward(dout, w.reshape(c_out, -1), g, x.shape, x=x,
                                  need_db=has_bias)  # dw2: (C_out, C_in*KH*KW)
@@ -610,15 +603,7 @@ def conv2d_backward(dout: np.ndarray, cache: Conv2dCache):
 # --------------------------------------------------------------------------------------
 
 def _check_conv_transpose2d(x, w, b, stride, padding, output_padding):
-    x = check_array(x, "x", ndim=4)
-    w = check_array(w, "w", ndim=4)
-    _check_positive_sizes(x, "x")
-    _check_positive_sizes(w, "w")
-    _check_same_dtype(x, "x", w, "w")
-    if x.shape[1] != w.shape[0]:
-        raise ValueError(f"x has {x.shape[1]} channels (shape {shape_str(x)} is N, C_in, H, W) "
-                         f"but w expects {w.shape[0]} (shape {shape_str(w)} is "
-                         f"C_in, C_out, KH, KW for a transposed convolution)")
+    x, w = _check_x_w(x, w, 0, "C_in, C_out, KH, KW for a transposed convolution")
     b = _check_bias(b, w.shape[1], w)
     if isinstance(padding, str):
         raise ValueError(f"padding must be an int or a pair of ints for a transposed "
@@ -712,7 +697,7 @@ def conv_transpose2d_backward(dout: np.ndarray, cache: ConvTranspose2dCache):
     n, (c_in, c_out), kernel = x.shape[0], w.shape[:2], w.shape[2:]
     out_hw = tuple((m - 1) * s - 2 * p + k + op for m, s, p, k, op
                    in zip(x.shape[2:], stride, padding, kernel, output_padding))
-    dout = _check_dout(dout, (n, c_out, *out_hw), x.dtype)
+    dout = check_dout(dout, (n, c_out, *out_hw), x.dtype, ndim=4)
     g = _Geometry(kernel, stride, (padding[0], padding[0], padding[1], padding[1]), (1, 1),
                   out_hw, x.shape[2:])
     w2 = w.reshape(c_in, -1)  # (C_in, C_out*KH*KW): the adjoint convolution's filters as rows

@@ -102,6 +102,10 @@ def rel_error(a, b):
         from dividing by zero: there it measures the absolute error scaled by ``1e8``.
         Correct float64 gradients usually give below ``1e-7``; ``1e-2`` or more means a
         bug.
+
+    Notes
+    -----
+    Chapter 6 (backpropagation through convolution and pooling).
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._utils import check_array, shape_str
+from ._utils import check_array, check_dout, check_same_dtype, shape_str
 
 __all__ = [
     "linear_forward", "linear_backward",
@@ -45,25 +45,6 @@ class DropoutCache(NamedTuple):
     mask: np.ndarray | None  # 0 or 1/(1-p) per element; None when dropout is the identity
     shape: tuple[int, ...]
     dtype: np.dtype
-
-
-def _same_dtype(a: np.ndarray, a_name: str, b: np.ndarray, b_name: str) -> None:
-    if a.dtype != b.dtype:
-        raise TypeError(f"{a_name} has dtype {a.dtype} (shape {shape_str(a)}) but {b_name} has "
-                        f"dtype {b.dtype} (shape {shape_str(b)}); convert one with .astype so "
-                        f"they match")
-
-
-def _check_dout(dout, shape: tuple[int, ...], dtype) -> np.ndarray:
-    """The upstream gradient must have the forward output's shape and dtype."""
-    check_array(dout, "dout")
-    if dout.shape != shape:
-        raise ValueError(f"dout has shape {shape_str(dout)} but the forward output had shape "
-                         f"{shape}; they must be equal")
-    if dout.dtype != dtype:
-        raise TypeError(f"dout has dtype {dout.dtype} but the forward pass ran in {dtype}; "
-                        f"they must match")
-    return dout
 
 
 def linear_forward(x, w, b=None):
@@ -95,13 +76,13 @@ def linear_forward(x, w, b=None):
         raise ValueError(f"x has shape {shape_str(x)} with {x.shape[1]} features but w has shape "
                          f"{shape_str(w)} and expects {w.shape[1]} (w is (out_features, "
                          f"in_features))")
-    _same_dtype(x, "x", w, "w")
+    check_same_dtype(x, "x", w, "w")
     if b is not None:
         check_array(b, "b", ndim=1)
         if b.shape[0] != w.shape[0]:
             raise ValueError(f"b has shape {shape_str(b)} but w has shape {shape_str(w)}; b must "
                              f"have shape ({w.shape[0]},)")
-        _same_dtype(x, "x", b, "b")
+        check_same_dtype(x, "x", b, "b")
     out = x @ w.T  # (N, out_features)
     if b is not None:
         out += b
@@ -122,9 +103,13 @@ def linear_backward(dout, cache):
     dw : ndarray, shape (out_features, in_features)
     db : ndarray, shape (out_features,), or None when the forward had no bias
         The bias is added to every row, so its gradient sums over the batch.
+
+    Notes
+    -----
+    Chapter 5 (the classifier head).
     """
     x, w, has_bias = cache
-    dout = _check_dout(dout, (x.shape[0], w.shape[0]), x.dtype)
+    dout = check_dout(dout, (x.shape[0], w.shape[0]), x.dtype)
     dx = dout @ w  # (N, in_features)
     dw = dout.T @ x  # (out_features, in_features)
     db = dout.sum(axis=0) if has_bias else None
@@ -160,12 +145,22 @@ def flatten_forward(x):
 def flatten_backward(dout, cache):
     """Reshape the gradient back to the input's shape.
 
+    Parameters
+    ----------
+    dout : ndarray, shape (N, C*H*W)
+    cache : FlattenCache
+        From the matching forward.
+
     Returns
     -------
     dx : ndarray, shape of ``x``
+
+    Notes
+    -----
+    Chapter 5 (the classifier head).
     """
     shape = cache.shape
-    dout = _check_dout(dout, (shape[0], math.prod(shape[1:])), cache.dtype)
+    dout = check_dout(dout, (shape[0], math.prod(shape[1:])), cache.dtype)
     return dout.reshape(shape)  # (N, C, H, W) for images
 
 
@@ -217,11 +212,21 @@ def dropout_forward(x, *, p=0.5, training=True, rng=None):
 def dropout_backward(dout, cache):
     """Gradient flows only through the kept elements, scaled like them.
 
+    Parameters
+    ----------
+    dout : ndarray, shape of the forward output
+    cache : DropoutCache
+        From the matching forward.
+
     Returns
     -------
     dx : ndarray, shape of ``x``
+
+    Notes
+    -----
+    Chapter 5 (the classifier head).
     """
-    dout = _check_dout(dout, cache.shape, cache.dtype)
+    dout = check_dout(dout, cache.shape, cache.dtype)
     if cache.mask is None:
         return dout.copy()
     return dout * cache.mask

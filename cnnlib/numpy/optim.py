@@ -24,7 +24,7 @@ import numbers
 
 import numpy as np
 
-from ._utils import check_array, shape_str
+from ._utils import check_array, check_same_dtype, check_same_shape, shape_str
 
 __all__ = ["sgd", "sgd_momentum", "adam"]
 
@@ -33,11 +33,8 @@ def _setup(w, dw, config, defaults: dict, state: tuple[str, ...]) -> dict:
     """Check the arrays and the config; return a new config with defaults filled in."""
     check_array(w, "w")
     check_array(dw, "dw")
-    if dw.shape != w.shape:
-        raise ValueError(f"dw has shape {shape_str(dw)} but w has shape {shape_str(w)}; they "
-                         f"must be equal")
-    if dw.dtype != w.dtype:
-        raise TypeError(f"dw has dtype {dw.dtype} but w has dtype {w.dtype}; they must match")
+    check_same_shape(dw, "dw", w, "w")
+    check_same_dtype(dw, "dw", w, "w")
     if config is None:
         config = {}
     if not isinstance(config, dict):
@@ -85,6 +82,10 @@ def sgd(w, dw, config=None):
     -------
     next_w : ndarray, shape and dtype of ``w``
     config : dict
+
+    Notes
+    -----
+    Chapter 7 (training a CNN from scratch).
     """
     config = _setup(w, dw, config, {"learning_rate": 1e-2, "weight_decay": 0.0}, ())
     g = _grad(w, dw, config)

@@ -5,8 +5,8 @@ Every op follows the library's convention: ``out, cache = <op>_forward(x, ...)``
 PyTorch's names, and float32 stays float32.
 
 The sliding-window pools have two forwards with the same signature and the same results:
-``<op>_forward_naive`` loops over output positions and reads like the definition (the
-version the book shows), ``<op>_forward`` loops only over the ``KH*KW`` offsets inside a
+``<op>_forward_naive`` loops over output positions and reads like the definition (a
+second oracle for the tests), ``<op>_forward`` loops only over the ``KH*KW`` offsets inside a
 window, each step touching every window at once through a strided view, which is what
 makes it fast. Both return a cache that the one backward accepts.
 
@@ -17,12 +17,11 @@ the forward passes; chapter 6 (*Backpropagation through convolution and pooling*
 
 from __future__ import annotations
 
-import numbers
 from typing import NamedTuple
 
 import numpy as np
 
-from ._utils import as_pair, check_array, shape_str
+from ._utils import as_pair, as_real, check_array, check_dout, shape_str
 
 __all__ = [
     "PoolCache",
@@ -160,14 +159,6 @@ def _check_pool_cache(cache, mode: str, func: str) -> PoolCache:
     return cache
 
 
-def _check_dout(dout, expected: tuple[int, ...], x_shape: tuple[int, ...]) -> np.ndarray:
-    check_array(dout, "dout")
-    if dout.shape != tuple(expected):
-        raise ValueError(f"dout has shape {shape_str(dout)} but the forward's output has "
-                         f"shape {tuple(expected)} (x had shape {tuple(x_shape)})")
-    return dout
-
-
 def _index_dtype(n: int) -> np.dtype:
     """The smallest unsigned integer type that holds 0 .. n-1: argmax caches stay small."""
     return np.min_scalar_type(max(n - 1, 0))
@@ -223,6 +214,29 @@ def _extreme_forward(x, kernel_size, stride, padding, mode: str):
     return out, cache
 
 
+def _extreme_forward_naive(x, kernel_size, stride, padding, mode: str):
+    """Max or min pooling as a loop over output positions: the definition, for teaching."""
+    g = _pool_geometry(x, kernel_size, stride, padding)
+    n, c = x.shape[:2]
+    kh, kw = g.kernel_size
+    sh, sw = g.stride
+    h_out, w_out = g.out_hw
+    fill, pick, arg_pick = ((-np.inf, np.max, np.argmax) if mode == "max"
+                            else (np.inf, np.min, np.argmin))
+    xp = _pad(x, g.padding, fill)
+    out = np.empty((n, c, h_out, w_out), dtype=x.dtype)
+    arg = np.empty((n, c, h_out, w_out), dtype=_index_dtype(kh * kw))
+    for i in range(h_out):
+        for j in range(w_out):
+            window = xp[:, :, i * sh : i * sh + kh, j * sw : j * sw + kw]
+            window = window.reshape(n, c, kh * kw)  # (N, C, KH*KW), row-major order
+            # argmax/argmin return the first of tied extrema, which is PyTorch's choice too.
+            arg[:, :, i, j] = arg_pick(window, axis=2)
+            out[:, :, i, j] = pick(window, axis=2)
+    cache = PoolCache(mode, x.shape, x.dtype, g.kernel_size, g.stride, g.padding, arg)
+    return out, cache
+
+
 def _nan_aware_arg(win, beats, shape, dtype) -> np.ndarray:
     """The winning offsets under PyTorch's rule ``v beats best or v is NaN``."""
     kh, kw = win.shape[-2:]
@@ -242,7 +256,7 @@ def _extreme_backward(dout, cache: PoolCache) -> np.ndarray:
     sh, sw = cache.stride
     ph, pw = cache.padding
     g = _Geometry(cache.kernel_size, cache.stride, cache.padding, cache.argext.shape[2:])
-    _check_dout(dout, cache.argext.shape, cache.x_shape)
+    check_dout(dout, cache.argext.shape, context=f" (x had shape {cache.x_shape})")
     dout = dout.astype(cache.dtype, copy=False)
     dxp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cache.dtype)
     overlapping = sh < kh or sw < kw
@@ -303,25 +317,10 @@ def maxpool2d_forward_naive(x, *, kernel_size, stride=None, padding=0):
     """Max pooling as a loop over output positions: the definition, for teaching.
 
     Same arguments, results and cache as :func:`maxpool2d_forward` (for inputs without
-    NaN or -inf, where the fast version follows PyTorch's extra rules).
+    NaN or -inf, where the fast version follows PyTorch's extra rules). Chapter 4
+    (*Activations and pooling*).
     """
-    g = _pool_geometry(x, kernel_size, stride, padding)
-    n, c = x.shape[:2]
-    kh, kw = g.kernel_size
-    sh, sw = g.stride
-    h_out, w_out = g.out_hw
-    xp = _pad(x, g.padding, -np.inf)
-    out = np.empty((n, c, h_out, w_out), dtype=x.dtype)
-    argmax = np.empty((n, c, h_out, w_out), dtype=_index_dtype(kh * kw))
-    for i in range(h_out):
-        for j in range(w_out):
-            window = xp[:, :, i * sh : i * sh + kh, j * sw : j * sw + kw]
-            window = window.reshape(n, c, kh * kw)  # (N, C, KH*KW), row-major order
-            # np.argmax returns the first of tied maxima, which is PyTorch's choice too.
-            argmax[:, :, i, j] = np.argmax(window, axis=2)
-            out[:, :, i, j] = np.max(window, axis=2)
-    cache = PoolCache("max", x.shape, x.dtype, g.kernel_size, g.stride, g.padding, argmax)
-    return out, cache
+    return _extreme_forward_naive(x, kernel_size, stride, padding, "max")
 
 
 def maxpool2d_backward(dout, cache):
@@ -386,24 +385,9 @@ def minpool2d_forward_naive(x, *, kernel_size, stride=None, padding=0):
     """Min pooling as a loop over output positions (for teaching, and as an oracle).
 
     Same arguments, results and cache as :func:`minpool2d_forward` for inputs without
-    NaN or +inf.
+    NaN or +inf. Chapter 4 (*Activations and pooling*).
     """
-    g = _pool_geometry(x, kernel_size, stride, padding)
-    n, c = x.shape[:2]
-    kh, kw = g.kernel_size
-    sh, sw = g.stride
-    h_out, w_out = g.out_hw
-    xp = _pad(x, g.padding, np.inf)
-    out = np.empty((n, c, h_out, w_out), dtype=x.dtype)
-    argmin = np.empty((n, c, h_out, w_out), dtype=_index_dtype(kh * kw))
-    for i in range(h_out):
-        for j in range(w_out):
-            window = xp[:, :, i * sh : i * sh + kh, j * sw : j * sw + kw]
-            window = window.reshape(n, c, kh * kw)  # (N, C, KH*KW), row-major order
-            argmin[:, :, i, j] = np.argmin(window, axis=2)
-            out[:, :, i, j] = np.min(window, axis=2)
-    cache = PoolCache("min", x.shape, x.dtype, g.kernel_size, g.stride, g.padding, argmin)
-    return out, cache
+    return _extreme_forward_naive(x, kernel_size, stride, padding, "min")
 
 
 def minpool2d_backward(dout, cache):
@@ -421,6 +405,10 @@ def minpool2d_backward(dout, cache):
     Returns
     -------
     dx : ndarray, shape (N, C, H, W), dtype of the forward's ``x``
+
+    Notes
+    -----
+    Chapter 6 (*Backpropagation through convolution and pooling*).
     """
     return _extreme_backward(dout, _check_pool_cache(cache, "min", "minpool2d_backward"))
 
@@ -466,7 +454,8 @@ def avgpool2d_forward(x, *, kernel_size, stride=None, padding=0):
 def avgpool2d_forward_naive(x, *, kernel_size, stride=None, padding=0):
     """Average pooling as a loop over output positions (for teaching, and as an oracle).
 
-    Same arguments, results and cache as :func:`avgpool2d_forward`.
+    Same arguments, results and cache as :func:`avgpool2d_forward`. Chapter 4
+    (*Activations and pooling*).
     """
     g = _pool_geometry(x, kernel_size, stride, padding)
     n, c = x.shape[:2]
@@ -511,7 +500,7 @@ def avgpool2d_backward(dout, cache):
     h_out = (h + 2 * ph - kh) // sh + 1
     w_out = (w + 2 * pw - kw) // sw + 1
     g = _Geometry(cache.kernel_size, cache.stride, cache.padding, (h_out, w_out))
-    _check_dout(dout, (n, c, h_out, w_out), cache.x_shape)
+    check_dout(dout, (n, c, h_out, w_out), context=f" (x had shape {cache.x_shape})")
     share = (dout / (kh * kw)).astype(cache.dtype, copy=False)
     dxp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cache.dtype)
     overlapping = sh < kh or sw < kw
@@ -578,10 +567,14 @@ def global_avgpool_backward(dout, cache):
     Returns
     -------
     dx : ndarray, shape (N, C, H, W), dtype of the forward's ``x``
+
+    Notes
+    -----
+    Chapter 6 (*Backpropagation through convolution and pooling*).
     """
     cache = _check_global_cache(cache, "avg", "global_avgpool_backward")
     n, c, h, w = cache.x_shape
-    _check_dout(dout, (n, c), cache.x_shape)
+    check_dout(dout, (n, c), context=f" (x had shape {cache.x_shape})")
     share = (dout / (h * w)).astype(cache.dtype, copy=False)
     # (N, C) -> (N, C, 1, 1), then broadcast to (N, C, H, W) and materialize.
     return np.broadcast_to(share[:, :, None, None], cache.x_shape).copy()
@@ -634,10 +627,14 @@ def global_maxpool_backward(dout, cache):
     Returns
     -------
     dx : ndarray, shape (N, C, H, W), dtype of the forward's ``x``
+
+    Notes
+    -----
+    Chapter 6 (*Backpropagation through convolution and pooling*).
     """
     cache = _check_global_cache(cache, "max", "global_maxpool_backward")
     n, c, h, w = cache.x_shape
-    _check_dout(dout, (n, c), cache.x_shape)
+    check_dout(dout, (n, c), context=f" (x had shape {cache.x_shape})")
     dx = np.zeros((n, c, h * w), dtype=cache.dtype)  # (N, C, H*W)
     np.put_along_axis(dx, cache.argmax[:, :, None], dout[:, :, None], axis=2)
     return dx.reshape(cache.x_shape)  # (N, C, H*W) -> (N, C, H, W)
@@ -684,8 +681,7 @@ def gem_pool_forward(x, p, *, eps=1e-6):
     p_val = float(p.item())
     if not np.isfinite(p_val) or p_val <= 0:
         raise ValueError(f"p must be finite and positive, got {p_val} (shape {shape_str(p)})")
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
-        raise TypeError(f"eps must be a real number, got {eps!r}")
+    eps = as_real(eps, "eps")
     if not eps > 0:
         raise ValueError(f"eps must be positive, got {eps!r}")
     n, c, h, w = x.shape
@@ -724,12 +720,16 @@ def gem_pool_backward(dout, cache):
     dx : ndarray, shape (N, C, H, W), dtype of ``x``
     dp : ndarray, shape and dtype of ``p``
         Summed over the batch and channels, since one ``p`` serves them all.
+
+    Notes
+    -----
+    Chapter 6 (*Backpropagation through convolution and pooling*).
     """
     if not isinstance(cache, GeMCache):
         raise TypeError(f"cache must be the GeMCache returned by gem_pool_forward, "
                         f"got {type(cache).__name__}")
     n, c, h, w = cache.x_shape
-    _check_dout(dout, (n, c), cache.x_shape)
+    check_dout(dout, (n, c), context=f" (x had shape {cache.x_shape})")
     dt = cache.dtype.type
     p = cache.p
     g = dout.astype(cache.dtype, copy=False)

@@ -543,8 +543,8 @@ def test_conv2d_bad_input(forward, args, kwargs, error, match):
 
 
 @pytest.mark.parametrize("dout, error, match", [
-    (np.zeros((2, 4, 3, 4)), ValueError, r"dout must have the forward output's shape "
-                                         r"\(2, 4, 3, 3\).*\(2, 4, 3, 4\)"),
+    (np.zeros((2, 4, 3, 4)), ValueError, r"dout has shape \(2, 4, 3, 4\) but the forward "
+                                         r"output had shape \(2, 4, 3, 3\)"),
     (np.zeros((2, 4, 9)), ValueError, r"dout must have 4 dimensions"),
     (np.zeros((2, 4, 3, 3), np.float32), TypeError, r"dout has dtype float32.*float64"),
     (np.zeros((2, 4, 3, 3), int), TypeError, r"dout must have a floating dtype"),
@@ -577,8 +577,8 @@ def test_conv_transpose2d_bad_input(args, kwargs, error, match):
 
 def test_conv_transpose2d_backward_bad_dout():
     _, cache = conv_transpose2d_forward(X, np.zeros((3, 2, 3, 3)), stride=2)  # out (2, 2, 11, 11)
-    with pytest.raises(ValueError, match=r"dout must have the forward output's shape "
-                                         r"\(2, 2, 11, 11\)"):
+    with pytest.raises(ValueError, match=r"dout has shape \(2, 2, 10, 10\) but the forward "
+                                         r"output had shape \(2, 2, 11, 11\)"):
         conv_transpose2d_backward(np.zeros((2, 2, 10, 10)), cache)
 
 

@@ -2,7 +2,8 @@
 
 1. Worked examples from the course notes, with the expected outputs recomputed here by
    hand (and checked again by a plain-Python reference that shares no code with cnnlib).
-2. Float64 central-difference gradients.
+2. Float64 central-difference gradients (cnnlib's numerical_gradient, itself checked
+   against closed forms in test_gradcheck.py).
 3. Naive (loop over output positions) == vectorized (loop over window offsets).
 4. Agreement with torch.nn.functional in float64 over shapes drawn by hypothesis:
    overlapping windows, padding 0 and > 0, odd and non-square sizes, stride larger than
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnnlib.numpy import pool
+from cnnlib.numpy import numerical_gradient, pool
 
 SLIDING = {
     "max": (pool.maxpool2d_forward, pool.maxpool2d_forward_naive, pool.maxpool2d_backward),
@@ -45,21 +46,6 @@ def python_pool(grid, k, s, reduce):
 
 def mean(values):
     return Fraction(sum(values), len(values))
-
-
-def numerical_gradient(f, x, dout, h=1e-5):
-    """Central differences of ``sum(f(x) * dout)`` with respect to every entry of x."""
-    grad = np.zeros_like(x)
-    flat, gflat = x.reshape(-1), grad.reshape(-1)  # views into x and grad
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + h
-        plus = np.sum(f(x) * dout)
-        flat[i] = old - h
-        minus = np.sum(f(x) * dout)
-        flat[i] = old
-        gflat[i] = (plus - minus) / (2 * h)
-    return grad
 
 
 def torch_pool(mode, x, kernel_size, stride, padding):
