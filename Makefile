@@ -42,13 +42,13 @@ bench: $(STAMP)
 	$(PY) -m benchmarks
 
 grade: $(STAMP)
-	$(PY) -m cnnlib.grading.sample_class
+	$(PY) tools/grade_samples.py
 
 release: $(STAMP)
-	$(PY) -m cnnlib.grading.release
+	$(PY) tools/release.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check cnnlib tests benchmarks
+	$(BIN)/ruff check cnnlib tests benchmarks tools nbgrader_config.py
 
 clean:
 	rm -rf _build .pytest_cache .hypothesis

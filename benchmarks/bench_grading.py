@@ -1,0 +1,104 @@
+"""Autograding time for Assignment 1 with the real nbgrader CLI (goal: < 20 s for one
+submission on 2 cores, about 5 s of which is nbgrader's own start-up).
+
+Measures, in a scratch course directory:
+- one submission (the complete sample student) graded alone: what an instructor waits for
+  when regrading one student;
+- the whole sample class in one ``nbgrader autograde`` call, divided by the number of
+  students: the cost per student of grading a class (start-up paid once);
+- the start-up share: an ``nbgrader autograde`` call with no submissions to grade.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSIGNMENT = "a1-convolution"
+GOAL_ONE = 20.0
+
+
+def _tools():
+    spec = importlib.util.spec_from_file_location("grade_samples",
+                                                  ROOT / "tools" / "grade_samples.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["grade_samples"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _autograde(g, course):
+    start = time.perf_counter()
+    proc = g.run_nbgrader(course, "autograde", ASSIGNMENT, "--force", check=False)
+    return time.perf_counter() - start, proc
+
+
+def loop_margin():
+    """Slowest hidden check cell with a plain four-loop student implementation, as a share
+    of the grader's per-cell budget: the hidden inputs must stay small enough for loops."""
+    import json
+
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "tests" / "grading"))
+    import a1_students as S
+
+    from cnnlib.grading import Grader
+
+    grader = Grader()
+    ns = {"np": np, "__name__": "__main__", "GRADER": grader}
+    for src in (S.SIZE, S.PAD, S.CORR, S.CONV):
+        exec(src, ns)
+    nb = json.loads((ROOT / "solutions" / ASSIGNMENT / "convolution.ipynb").read_text())
+    slowest = (0.0, "")
+    for cell in nb["cells"]:
+        src = "".join(cell["source"])
+        if "### BEGIN HIDDEN TESTS" not in src:
+            continue
+        code = src.split("### BEGIN HIDDEN TESTS")[1].split("### END HIDDEN TESTS")[0]
+        start = time.perf_counter()
+        exec(code, dict(ns))
+        slowest = max(slowest, (time.perf_counter() - start, cell["metadata"]["nbgrader"][
+            "grade_id"]))
+    grader.close()
+    return slowest, grader.timeout
+
+
+def main():
+    (t_cell, name), budget = loop_margin()
+    print(f"slowest hidden check with a four-loop student: {t_cell:.2f} s ({name}); "
+          f"budget {budget:.0f} s per cell = {budget / t_cell:.0f}x margin")
+    g = _tools()
+    samples = ROOT / "examples" / "submissions"
+    with tempfile.TemporaryDirectory(prefix="cnn-bench-") as tmp:
+        course = g.make_course(Path(tmp) / "course", [ASSIGNMENT])
+        startup, _ = _autograde(g, course)  # nothing submitted yet
+
+        one = Path(tmp) / "one"
+        shutil.copytree(samples / "alice_complete", one / "alice_complete")
+        g.submit(course, one, ASSIGNMENT)
+        t_one, proc = _autograde(g, course)
+        scores = g.scores(course, ASSIGNMENT)
+        if proc.returncode != 0 or "alice_complete" not in scores:
+            print(proc.stdout[-2000:], proc.stderr[-2000:])
+            raise SystemExit("autograde failed")
+
+        students = g.submit(course, samples, ASSIGNMENT)
+        t_all, _ = _autograde(g, course)
+
+    per_student = t_all / len(students)
+    print(f"nbgrader autograde start-up (no submissions):  {startup:6.1f} s")
+    print(f"one submission, graded alone:                  {t_one:6.1f} s   "
+          f"(goal < {GOAL_ONE:.0f} s: {'met' if t_one < GOAL_ONE else 'NOT MET'})")
+    print(f"sample class ({len(students)} students) in one call:   {t_all:6.1f} s   "
+          f"= {per_student:.1f} s per student")
+    print(f"one submission alone / per-student cost in a class: {t_one / per_student:.2f}")
+
+
+if __name__ == "__main__":
+    main()

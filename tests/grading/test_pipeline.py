@@ -1,0 +1,234 @@
+"""The whole nbgrader flow on Assignment 1, with the real CLI, in a scratch course.
+
+One autograde call grades every sample and hostile student together (nbgrader's start-up
+is paid once), then each test asserts on the gradebook, the files and the feedback.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import a1_students as S
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+FUNCS = {"conv_output_size": 4, "pad2d": 5, "correlate2d": 5, "conv2d": 7}
+
+
+def _load_tool(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+grade_samples = _load_tool("grade_samples")
+release = _load_tool("release")
+
+
+def _students(tmp):
+    """Every student of the test class: {name: notebook JSON, text or None}."""
+    solution = json.loads((ROOT / "solutions/a1-convolution/convolution.ipynb").read_text())
+    complete = S.complete()
+    return {
+        "solution": solution,
+        "released": json.loads(S.RELEASE.read_text()),
+        "hostile": S.fill({
+            "conv_output_size": S.NOISY_CORRECT,
+            "pad2d": S.EXIT.format(name="pad2d"),
+            "correlate2d": S.SEGFAULT.format(name="correlate2d"),
+            "conv2d": S.HANG.format(name="conv2d"),
+        }, task="conv2d(x_photo, np.ones((1, 1, 3, 3)), np.zeros(1))",  # hangs at top level
+           extra_cells=["pad2d(np.ones((2, 2)), 1)",  # os._exit at top level
+                        "print('still running')"]),
+        "delegator": S.fill({
+            "conv_output_size": S.SIZE, "pad2d": S.DELEGATE_NP_PAD,
+            "correlate2d": S.DELEGATE_TORCH, "conv2d": S.DELEGATE_CNNLIB,
+        }),
+        "tamperer": S.fill({"conv_output_size": S.TAMPER, "pad2d": "pass",
+                            "correlate2d": "pass", "conv2d": "pass"}),
+        # deletes the setup cell, a visible and a hidden check and the task; empties others
+        "rewriter": S.edit_cells(
+            S.without_cells(complete, {"setup", "test_conv2d_strided", "test_pad2d_visible",
+                                       "task_edges"}),
+            {"test_conv_output_size_edges", "test_conv2d_stride1", "test_pad2d_4d"},
+            "pass"),
+        # runs its own code (which could patch anything) before the grading setup
+        "mover": S.move_cell(complete, "setup", after="conv_output_size"),
+        "corrupt": "{ this is not a notebook",
+        "missing": None,
+    }
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("grading")
+    course = grade_samples.make_course(tmp / "course", ["a1-convolution"])
+    # A stray non-notebook file in solutions/ must never reach the release.
+    (course / "solutions/a1-convolution/answers.py").write_text("SECRET = 'solution notes'\n")
+    grade_samples.run_nbgrader(course, "generate_assignment", "a1-convolution", "--force")
+    subs = tmp / "submissions"
+    for student in ("alice_complete", "bob_partial", "carol_buggy"):
+        src = ROOT / "examples/submissions" / student
+        for f in src.rglob("*.ipynb"):
+            dst = subs / f.relative_to(ROOT / "examples/submissions")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(f.read_bytes())
+    for name, nb in _students(tmp).items():
+        path = subs / name / "a1-convolution" / "convolution.ipynb"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if nb is None:
+            (path.parent / "notes.txt").write_text("forgot the notebook")
+        else:
+            path.write_text(nb if isinstance(nb, str) else json.dumps(nb))
+    import os
+    # shorter budgets than a real run: 3 s per check cell, 10 s per student cell
+    os.environ["CNNLIB_GRADING_TIMEOUT"] = "3"
+    os.environ["CNNLIB_GRADING_CELL_TIMEOUT"] = "10"
+    try:
+        result = grade_samples.grade_all(course, subs, "a1-convolution")
+    finally:
+        del os.environ["CNNLIB_GRADING_TIMEOUT"], os.environ["CNNLIB_GRADING_CELL_TIMEOUT"]
+    result["course"] = course
+    return result
+
+
+def by_function(row):
+    return {f: sum(v for k, v in row.items() if k.startswith(f"test_{f}_")
+                   and not k.endswith(":to-grade")) for f in FUNCS}
+
+
+def test_release_matches_a_fresh_generation_and_leaks_nothing(graded):
+    course = graded["course"]
+    assert release.differences(course, "a1-convolution") == []
+    assert release.scan_release(course, "a1-convolution") == []
+    for release_dir in (ROOT / "assignments/a1-convolution", course / "assignments/a1-convolution"):
+        files = sorted(p.name for p in release_dir.rglob("*") if p.is_file())
+        assert files == ["convolution.ipynb"]
+    assert sorted(p.name for p in (ROOT / "solutions/a1-convolution").iterdir()) == [
+        "convolution.ipynb"]
+
+
+def test_solution_earns_full_marks_and_release_earns_zero(graded):
+    scores = graded["scores"]
+    assert by_function(scores["solution"]) == FUNCS
+    assert by_function(scores["released"]) == dict.fromkeys(FUNCS, 0)
+    assert scores["solution"]["max"] == sum(FUNCS.values()) + 4  # + the manual task
+
+
+def test_sample_class(graded):
+    scores = graded["scores"]
+    assert by_function(scores["alice_complete"]) == FUNCS
+    assert by_function(scores["bob_partial"]) == dict(FUNCS, conv2d=0)
+    carol = by_function(scores["carol_buggy"])
+    # p:-p padding passes only the configurations with padding > 0 (the visible check)
+    assert carol == {"conv_output_size": 0, "pad2d": 1, "correlate2d": 0, "conv2d": 0}
+
+
+def test_containment_costs_only_the_failing_function(graded):
+    # conv_output_size warns and writes to stderr, yet earns its points; the others exit,
+    # crash and hang, and earn nothing, without stopping the notebook.
+    assert by_function(graded["scores"]["hostile"]) == dict(
+        FUNCS, pad2d=0, correlate2d=0, conv2d=0)
+    nb = json.loads((graded["course"] / "autograded/hostile/a1-convolution/convolution.ipynb")
+                    .read_text())
+    errors = {c["metadata"]["nbgrader"]["grade_id"]: c["outputs"][-1].get("evalue", "")
+              for c in nb["cells"] if c["cell_type"] == "code"
+              and c["metadata"].get("nbgrader", {}).get("grade_id", "").startswith("test_")
+              and c["outputs"] and c["outputs"][-1]["output_type"] == "error"}
+    assert "os._exit" in errors["test_pad2d_2d"]
+    assert "crashed" in errors["test_correlate2d_square"]
+    assert "did not finish" in errors["test_conv2d_stride1"]
+    # the student's own cells: a hang and os._exit at the top level are stopped, and the
+    # notebook runs on to the end
+    last = [c for c in nb["cells"] if c["cell_type"] == "code"][-3:]
+    enames = [[o.get("ename") for o in cell["outputs"]] for cell in last]
+    assert "CellTimeLimit" in enames[0]
+    assert "ProcessExitRefused" in enames[1]
+    assert "still running" in "".join(last[2]["outputs"][0]["text"])
+
+
+def test_delegation_earns_nothing_for_that_function(graded):
+    assert by_function(graded["scores"]["delegator"]) == dict(
+        FUNCS, pad2d=0, correlate2d=0, conv2d=0)
+
+
+def test_tampering_earns_nothing(graded):
+    assert graded["scores"]["tamperer"]["total"] == 0
+
+
+def test_deleted_and_edited_test_cells_are_restored(graded):
+    assert by_function(graded["scores"]["rewriter"]) == FUNCS
+
+
+def test_bad_notebooks_are_named_and_the_rest_graded(graded):
+    problems = graded["problems"]
+    assert "corrupt" in problems and "corrupt" in problems["corrupt"]
+    assert "convolution.ipynb" in problems["corrupt"]
+    assert "missing" in problems and "missing from the submission" in problems["missing"]
+    graded_students = set(graded["scores"])
+    assert {"alice_complete", "solution", "hostile"} <= graded_students
+    table = grade_samples.table(graded)
+    assert "problem: corrupt: a1-convolution/convolution.ipynb is not a readable notebook" in table
+
+
+def test_feedback_has_no_hidden_tests_and_explains_failures(graded):
+    assert graded["feedback"], "no feedback generated"
+    assert graded["leaks"] == []
+    carol = (graded["course"] / "feedback/carol_buggy/a1-convolution/convolution.html").read_text()
+    assert "seed=" not in carol and "GRADER.check" not in carol
+    assert "true convolution (kernel flipped)" in carol
+    assert "p:-p" in carol
+    assert "(n + 2p - k + 1)/s + 1" in carol
+    assert "a window ran past the edge" in carol  # her conv2d uses her size formula
+
+
+def test_grades_csv_lists_every_graded_student(graded):
+    with open(graded["grades_csv"]) as f:
+        rows = {r["student_id"]: r for r in csv.DictReader(f)}
+    assert float(rows["alice_complete"]["raw_score"]) == sum(FUNCS.values())
+    assert float(rows["released"]["raw_score"]) == 0
+
+
+def test_validate_exits_0_on_failing_tests_but_the_validator_reports_them(tmp_path,
+                                                                         monkeypatch):
+    """Why the tests never trust ``nbgrader validate``'s exit status."""
+    from nbgrader.validator import Validator
+
+    released = tmp_path / "convolution.ipynb"
+    released.write_bytes(S.RELEASE.read_bytes())
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", "validate", str(released)],
+                          cwd=tmp_path, env=grade_samples.nbgrader_env(), capture_output=True,
+                          text=True)
+    assert proc.returncode == 0
+    assert "VALIDATION FAILED" in proc.stdout
+    monkeypatch.chdir(tmp_path)
+    results = Validator().validate(str(released))
+    assert results.get("failed"), results
+
+
+def test_suspicious_code_is_listed_for_review(graded):
+    review = graded["review"]
+    assert "touches numpy's testing helpers" in review["tamperer"]
+    assert "assigns to a numpy attribute" in review["tamperer"]
+    assert "mentions cnnlib" in review["delegator"]
+    assert "ends or starts processes" in review["hostile"]
+    for honest in ("alice_complete", "bob_partial", "carol_buggy", "solution", "released"):
+        assert honest not in review, review.get(honest)
+    assert "review: tamperer:" in grade_samples.table(graded)
+
+
+def test_setup_cell_must_run_before_student_code(graded):
+    assert graded["scores"]["mover"]["total"] == 0
+    nb = json.loads((graded["course"] / "autograded/mover/a1-convolution/convolution.ipynb")
+                    .read_text())
+    evalues = [o.get("evalue", "") for c in nb["cells"] for o in c.get("outputs", [])]
+    assert any("did not run first" in e for e in evalues)
