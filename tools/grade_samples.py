@@ -10,7 +10,9 @@ Everything happens in a scratch copy of the course directory, so no real gradebo
    ``nbgrader export`` (``grades.csv``);
 4. check each student's notebook came through (a corrupt or missing notebook is reported
    by student and file, the others are still graded), scan the feedback for hidden-test
-   code, and print a score table.
+   code, and print a score table;
+5. print the similarity report (``tools/similarity_report.py``: pairs of students, or a
+   student and the library, whose code is nearly the same) and write ``similarity.csv``.
 
 Usage: ``python tools/grade_samples.py [--assignment a1-convolution] [--keep DIR]``.
 """
@@ -272,7 +274,21 @@ def main(argv=None):
         if not result["students"]:
             print("no submissions found")
             return 1
+        print()
+        similarity_report(course, args.assignment)
     return 0
+
+
+def similarity_report(course, assignment):
+    """Print the similarity report of the graded class and write ``similarity.csv`` next
+    to ``grades.csv`` (``tools/similarity_report.py``; it changes no grade)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "similarity_report", Path(__file__).resolve().parent / "similarity_report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main([assignment, "--course", str(course)])
 
 
 if __name__ == "__main__":
