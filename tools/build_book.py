@@ -52,6 +52,11 @@ def install_mathjax() -> None:
 def build(force: bool = False) -> float:
     """Build the book; return the seconds it took. Raises CalledProcessError on failure."""
     install_mathjax()
+    # The course's pre-trained small ResNet lives in the user's cache, never in git;
+    # train it once (seconds on a laptop CPU) so chapters can load it offline.
+    from cnnlib.torch.pretrain import ensure_pretrained
+
+    ensure_pretrained()
     start = time.perf_counter()
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(ROOT),
            "--warningiserror", "--keep-going"]

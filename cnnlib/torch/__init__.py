@@ -23,8 +23,8 @@ __all__ = ["count_parameters", "get_device", "load_pretrained", "models", "recep
 
 # Heavier submodules (training loops, distributed set-up) load on first attribute
 # access, so that ``import cnnlib.torch`` stays quick.
-_LAZY_SUBMODULES = {"train", "transfer", "augment"}
-_LAZY_NAMES = {"fit": "train", "evaluate": "train"}
+_LAZY_SUBMODULES = {"train", "transfer", "augment", "pretrain", "demo"}
+_LAZY_NAMES = {"fit": "train", "evaluate": "train", "ensure_pretrained": "pretrain"}
 
 
 def __getattr__(name: str) -> Any:
