@@ -23,26 +23,12 @@ from ._api import WeightsArg, check_positive_int, finish
 __all__ = ["AlexNet", "AlexNetPaper", "alexnet", "alexnet_paper"]
 
 
-class AlexNet(nn.Module):
-    """torchvision's AlexNet; see :func:`alexnet`."""
+class _AlexNetBase(nn.Module):
+    """Features, then the classifier head both AlexNets share (torchvision's names)."""
 
-    def __init__(self, num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5):
+    def __init__(self, features: nn.Sequential, num_classes: int, dropout: float):
         super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 64, kernel_size=11, stride=4, padding=2),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(kernel_size=3, stride=2),
-            nn.Conv2d(64, 192, kernel_size=5, padding=2),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(kernel_size=3, stride=2),
-            nn.Conv2d(192, 384, kernel_size=3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(384, 256, kernel_size=3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(256, 256, kernel_size=3, padding=1),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(kernel_size=3, stride=2),
-        )
+        self.features = features
         # A 224x224 image arrives here as 6x6; the adaptive pool lets smaller or larger
         # images through the same classifier.
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
@@ -63,19 +49,38 @@ class AlexNet(nn.Module):
         return self.classifier(x)
 
 
-class AlexNetPaper(nn.Module):
+class AlexNet(_AlexNetBase):
+    """torchvision's AlexNet; see :func:`alexnet`."""
+
+    def __init__(self, num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5):
+        features = nn.Sequential(
+            nn.Conv2d(in_channels, 64, kernel_size=11, stride=4, padding=2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(64, 192, kernel_size=5, padding=2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(192, 384, kernel_size=3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(384, 256, kernel_size=3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(256, 256, kernel_size=3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+        )
+        super().__init__(features, num_classes, dropout)
+
+
+class AlexNetPaper(_AlexNetBase):
     """The 2012 AlexNet with local response normalisation; see :func:`alexnet_paper`."""
 
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, groups: int = 2,
                  dropout: float = 0.5):
-        super().__init__()
-        self.groups = groups
-
         def lrn() -> nn.LocalResponseNorm:
             # The paper's constants: n=5, alpha=1e-4, beta=0.75, k=2.
             return nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)
 
-        self.features = nn.Sequential(
+        features = nn.Sequential(
             # 224 + 2*2 - 11 = 217; 217 // 4 + 1 = 55: the notes' 55x55x96.
             nn.Conv2d(in_channels, 96, kernel_size=11, stride=4, padding=2),
             nn.ReLU(inplace=True),
@@ -94,22 +99,8 @@ class AlexNetPaper(nn.Module):
             nn.ReLU(inplace=True),
             nn.MaxPool2d(kernel_size=3, stride=2),
         )
-        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
-        self.classifier = nn.Sequential(
-            nn.Dropout(p=dropout),
-            nn.Linear(256 * 6 * 6, 4096),
-            nn.ReLU(inplace=True),
-            nn.Dropout(p=dropout),
-            nn.Linear(4096, 4096),
-            nn.ReLU(inplace=True),
-            nn.Linear(4096, num_classes),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.features(x)
-        x = self.avgpool(x)  # (N, 256, 6, 6)
-        x = torch.flatten(x, 1)  # (N, 9216)
-        return self.classifier(x)
+        super().__init__(features, num_classes, dropout)
+        self.groups = groups
 
 
 def alexnet(*, num_classes: int = 1000, in_channels: int = 3,
