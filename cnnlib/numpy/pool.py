@@ -256,8 +256,8 @@ def _extreme_backward(dout, cache: PoolCache) -> np.ndarray:
     sh, sw = cache.stride
     ph, pw = cache.padding
     g = _Geometry(cache.kernel_size, cache.stride, cache.padding, cache.argext.shape[2:])
-    check_dout(dout, cache.argext.shape, context=f" (x had shape {cache.x_shape})")
-    dout = dout.astype(cache.dtype, copy=False)
+    check_dout(dout, cache.argext.shape, cache.dtype,
+               context=f" (x had shape {cache.x_shape})")
     dxp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cache.dtype)
     overlapping = sh < kh or sw < kw
     won = np.empty(dout.shape, dtype=bool)
@@ -500,8 +500,9 @@ def avgpool2d_backward(dout, cache):
     h_out = (h + 2 * ph - kh) // sh + 1
     w_out = (w + 2 * pw - kw) // sw + 1
     g = _Geometry(cache.kernel_size, cache.stride, cache.padding, (h_out, w_out))
-    check_dout(dout, (n, c, h_out, w_out), context=f" (x had shape {cache.x_shape})")
-    share = (dout / (kh * kw)).astype(cache.dtype, copy=False)
+    check_dout(dout, (n, c, h_out, w_out), cache.dtype,
+               context=f" (x had shape {cache.x_shape})")
+    share = dout / (kh * kw)
     dxp = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cache.dtype)
     overlapping = sh < kh or sw < kw
     for offset in range(kh * kw):
@@ -574,8 +575,9 @@ def global_avgpool_backward(dout, cache):
     """
     cache = _check_global_cache(cache, "avg", "global_avgpool_backward")
     n, c, h, w = cache.x_shape
-    check_dout(dout, (n, c), context=f" (x had shape {cache.x_shape})")
-    share = (dout / (h * w)).astype(cache.dtype, copy=False)
+    check_dout(dout, (n, c), cache.dtype,
+               context=f" (x had shape {cache.x_shape})")
+    share = dout / (h * w)
     # (N, C) -> (N, C, 1, 1), then broadcast to (N, C, H, W) and materialize.
     return np.broadcast_to(share[:, :, None, None], cache.x_shape).copy()
 
@@ -634,7 +636,8 @@ def global_maxpool_backward(dout, cache):
     """
     cache = _check_global_cache(cache, "max", "global_maxpool_backward")
     n, c, h, w = cache.x_shape
-    check_dout(dout, (n, c), context=f" (x had shape {cache.x_shape})")
+    check_dout(dout, (n, c), cache.dtype,
+               context=f" (x had shape {cache.x_shape})")
     dx = np.zeros((n, c, h * w), dtype=cache.dtype)  # (N, C, H*W)
     np.put_along_axis(dx, cache.argmax[:, :, None], dout[:, :, None], axis=2)
     return dx.reshape(cache.x_shape)  # (N, C, H*W) -> (N, C, H, W)
@@ -729,10 +732,11 @@ def gem_pool_backward(dout, cache):
         raise TypeError(f"cache must be the GeMCache returned by gem_pool_forward, "
                         f"got {type(cache).__name__}")
     n, c, h, w = cache.x_shape
-    check_dout(dout, (n, c), context=f" (x had shape {cache.x_shape})")
+    check_dout(dout, (n, c), cache.dtype,
+               context=f" (x had shape {cache.x_shape})")
     dt = cache.dtype.type
     p = cache.p
-    g = dout.astype(cache.dtype, copy=False)
+    g = dout
     # (N, C) -> (N, C, 1, 1) factors that multiply every pixel of the map.
     scale = (g * cache.out / (cache.m * cache.mean_rp * (h * w)))[:, :, None, None]
     dx = scale * cache.r ** dt(p - 1) * cache.passes

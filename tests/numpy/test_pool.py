@@ -425,8 +425,22 @@ def test_dtype_is_preserved(mode, dtype):
     for fwd in (forward, naive):
         out, cache = fwd(x, kernel_size=3, stride=2, padding=1)
         assert out.dtype == dtype and out.shape == (2, 3, 4, 3)
-        dx = backward(np.ones(out.shape, dtype=np.float64), cache)
+        dx = backward(np.ones(out.shape, dtype=dtype), cache)
         assert dx.dtype == dtype and dx.shape == x.shape
+        # As in conv2d and linear: a gradient in another precision is a bug upstream.
+        other = np.float64 if dtype == np.float32 else np.float32
+        with pytest.raises(TypeError, match=r"dout has dtype .* forward pass ran in"):
+            backward(np.ones(out.shape, dtype=other), cache)
+
+
+@pytest.mark.parametrize("name", ["global_avgpool", "global_maxpool", "gem_pool"])
+def test_global_backward_rejects_dout_of_another_dtype(name):
+    x = np.random.default_rng(9).uniform(0.5, 2.0, size=(2, 3, 4, 5)).astype(np.float32)
+    forward, backward = getattr(pool, f"{name}_forward"), getattr(pool, f"{name}_backward")
+    out, cache = forward(x, np.array([3.0], np.float32)) if name == "gem_pool" else forward(x)
+    with pytest.raises(TypeError, match=r"dout has dtype float64 but the forward pass ran in "
+                                        r"float32"):
+        backward(np.ones(out.shape), cache)
 
 
 def test_global_pool_shapes_and_keepdims_recipe():
