@@ -736,12 +736,11 @@ def gem_pool_backward(dout, cache):
                context=f" (x had shape {cache.x_shape})")
     dt = cache.dtype.type
     p = cache.p
-    g = dout
     # (N, C) -> (N, C, 1, 1) factors that multiply every pixel of the map.
-    scale = (g * cache.out / (cache.m * cache.mean_rp * (h * w)))[:, :, None, None]
+    scale = (dout * cache.out / (cache.m * cache.mean_rp * (h * w)))[:, :, None, None]
     dx = scale * cache.r ** dt(p - 1) * cache.passes
     rp = cache.r ** dt(p)
     mean_rp_log_r = (rp * np.log(cache.r)).mean(axis=(2, 3))  # (N, C)
     dy_dp = cache.out * (mean_rp_log_r / (p * cache.mean_rp) - np.log(cache.mean_rp) / p**2)
-    dp = np.full(cache.p_shape, np.sum(g * dy_dp, dtype=np.float64), dtype=cache.p_dtype)
+    dp = np.full(cache.p_shape, np.sum(dout * dy_dp, dtype=np.float64), dtype=cache.p_dtype)
     return dx.astype(cache.dtype, copy=False), dp
