@@ -333,7 +333,7 @@ def maxpool2d_backward(dout, cache):
 
     Parameters
     ----------
-    dout : ndarray, shape (N, C, H_out, W_out), floating
+    dout : ndarray, shape (N, C, H_out, W_out), the dtype of the forward input
         Gradient of the loss with respect to the forward's output.
     cache : PoolCache
         From :func:`maxpool2d_forward` or :func:`maxpool2d_forward_naive`.
@@ -398,7 +398,7 @@ def minpool2d_backward(dout, cache):
 
     Parameters
     ----------
-    dout : ndarray, shape (N, C, H_out, W_out), floating
+    dout : ndarray, shape (N, C, H_out, W_out), the dtype of the forward input
     cache : PoolCache
         From :func:`minpool2d_forward` or :func:`minpool2d_forward_naive`.
 
@@ -480,7 +480,7 @@ def avgpool2d_backward(dout, cache):
 
     Parameters
     ----------
-    dout : ndarray, shape (N, C, H_out, W_out), floating
+    dout : ndarray, shape (N, C, H_out, W_out), the dtype of the forward input
     cache : PoolCache
         From :func:`avgpool2d_forward` or :func:`avgpool2d_forward_naive`.
 
@@ -561,7 +561,7 @@ def global_avgpool_backward(dout, cache):
 
     Parameters
     ----------
-    dout : ndarray, shape (N, C), floating
+    dout : ndarray, shape (N, C), the dtype of the forward input
     cache : GlobalPoolCache
         From :func:`global_avgpool_forward`.
 
@@ -622,7 +622,7 @@ def global_maxpool_backward(dout, cache):
 
     Parameters
     ----------
-    dout : ndarray, shape (N, C), floating
+    dout : ndarray, shape (N, C), the dtype of the forward input
     cache : GlobalPoolCache
         From :func:`global_maxpool_forward`.
 
@@ -714,7 +714,7 @@ def gem_pool_backward(dout, cache):
 
     Parameters
     ----------
-    dout : ndarray, shape (N, C), floating
+    dout : ndarray, shape (N, C), the dtype of the forward input
     cache : GeMCache
         From :func:`gem_pool_forward`.
 
