@@ -27,9 +27,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from .device import get_device
+from .weights import load_pretrained  # step 1 of the recipe, importable from here as well
 
-__all__ = ["GradualUnfreezing", "extract_features", "freeze", "layer_groups", "param_groups",
-           "replace_head", "trainable_parameters", "unfreeze"]
+__all__ = ["GradualUnfreezing", "extract_features", "freeze", "layer_groups",
+           "load_pretrained", "param_groups", "replace_head", "trainable_parameters",
+           "unfreeze"]
 
 Group = tuple[str, list[str]]
 

@@ -204,3 +204,13 @@ def test_transfer_demo_beats_training_from_scratch(capsys):
     # ... and fine-tuning better on all seeds but at most one (same seed = same images).
     wins = sum(a > b for a, b in zip(result.accuracies["fine-tuning"], scratch))
     assert wins >= len(scratch) - 1, result.table()
+
+
+def test_design_api_names_are_importable_from_transfer():
+    # The design's public API lists load_pretrained under `transfer` (step 1 of the recipe).
+    import cnnlib.torch as ct
+    from cnnlib.torch import transfer
+
+    assert transfer.load_pretrained is ct.load_pretrained
+    for name in ("freeze", "unfreeze", "replace_head", "param_groups", "load_pretrained"):
+        assert name in transfer.__all__
