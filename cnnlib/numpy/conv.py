@@ -42,6 +42,7 @@ __all__ = [
     "conv2d_forward_naive",
     "conv2d_backward",
     "conv_transpose2d_forward",
+    "conv_transpose2d_forward_naive",
     "conv_transpose2d_backward",
 ]
 
@@ -666,6 +667,42 @@ def conv_transpose2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None 
     g = _Geometry(kernel, stride, (padding[0], padding[0], padding[1], padding[1]), (1, 1),
                   out_hw, x.shape[2:])
     out, _, _ = _conv_backward(x, w.reshape(c_in, -1), g, (x.shape[0], c_out, *out_hw))
+    if b is not None:
+        out += b.reshape(1, c_out, 1, 1)
+    return out, ConvTranspose2dCache(x, w, stride, padding, output_padding, b is not None)
+
+
+def conv_transpose2d_forward_naive(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None,
+                                   *, stride=1, padding=0, output_padding=0):
+    """Transposed convolution with explicit loops: every input pixel paints the kernel.
+
+    Input pixel ``x[n, c, i, j]`` adds ``x[n, c, i, j] * w[c]``, a ``(C_out, KH, KW)``
+    block, to the output at rows ``i*stride ...`` and columns ``j*stride ...``; where the
+    painted blocks overlap their contributions add up. ``padding`` then crops rows and
+    columns from every side of this full output, and ``output_padding`` keeps extra ones
+    at the bottom and right. Same parameters, results and cache type as
+    ``conv_transpose2d_forward``, which is the one to use for anything but reading.
+
+    Notes
+    -----
+    Taught in chapter 6 (backpropagation), where this painting is the gradient of a
+    convolution with respect to its input.
+    """
+    x, w, b, stride, padding, output_padding, (h_out, w_out) = _check_conv_transpose2d(
+        x, w, b, stride, padding, output_padding)
+    (sh, sw), (ph, pw) = stride, padding
+    n_images, c_in, h, wd = x.shape
+    c_out, kh, kw = w.shape[1:]
+    # The uncropped output: the last pixel's block ends at (h - 1)*sh + kh, plus the rows
+    # that output_padding keeps (they only ever receive the bias).
+    full = np.zeros((n_images, c_out, (h - 1) * sh + kh + output_padding[0],
+                     (wd - 1) * sw + kw + output_padding[1]), dtype=x.dtype)
+    for n in range(n_images):
+        for c in range(c_in):
+            for i in range(h):
+                for j in range(wd):
+                    full[n, :, i * sh:i * sh + kh, j * sw:j * sw + kw] += x[n, c, i, j] * w[c]
+    out = full[:, :, ph:ph + h_out, pw:pw + w_out].copy()
     if b is not None:
         out += b.reshape(1, c_out, 1, 1)
     return out, ConvTranspose2dCache(x, w, stride, padding, output_padding, b is not None)

@@ -25,6 +25,7 @@ from cnnlib.numpy import (
     conv_output_size,
     conv_transpose2d_backward,
     conv_transpose2d_forward,
+    conv_transpose2d_forward_naive,
     numerical_gradient,
     pad2d,
 )
@@ -390,6 +391,22 @@ def test_conv_transpose2d_is_the_adjoint_of_conv2d(case):
     assert abs(lhs - rhs) <= 1e-10 * (1 + np.sum(np.abs(conv_z * y)))
 
 
+@settings(max_examples=60)
+@given(case=conv_transpose_cases())
+def test_conv_transpose2d_naive_matches_vectorized(case):
+    x, w, b, kwargs, rng = case
+    out, cache = conv_transpose2d_forward(x, w, b, **kwargs)
+    out_naive, cache_naive = conv_transpose2d_forward_naive(x, w, b, **kwargs)
+    assert_close(out_naive, out)
+    dout = rng.standard_normal(out.shape)
+    for g, g_naive in zip(conv_transpose2d_backward(dout, cache),
+                          conv_transpose2d_backward(dout, cache_naive)):
+        if g is None:
+            assert g_naive is None
+        else:
+            assert_close(g_naive, g)
+
+
 def test_conv_transpose2d_paints_kernel_copies():
     """Independent oracle: every input pixel adds x * kernel at (stride * position)."""
     rng = np.random.default_rng(3)
@@ -481,12 +498,13 @@ def test_float32_matches_torch_and_keeps_dtype(case):
         assert_close(g, ref, rtol=1e-4, atol=1e-4)
 
 
-def test_float32_transposed_keeps_dtype():
+@pytest.mark.parametrize("forward", [conv_transpose2d_forward, conv_transpose2d_forward_naive])
+def test_float32_transposed_keeps_dtype(forward):
     rng = np.random.default_rng(4)
     x = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
     w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
     b = np.zeros(2, np.float32)
-    out, cache = conv_transpose2d_forward(x, w, b, stride=2)
+    out, cache = forward(x, w, b, stride=2)
     assert out.dtype == np.float32
     assert all(g.dtype == np.float32 for g in conv_transpose2d_backward(np.ones_like(out), cache))
 
@@ -570,9 +588,10 @@ def test_conv2d_backward_bad_dout(dout, error, match):
     ((X.astype(np.float32), np.zeros((3, 2, 3, 3))), {}, TypeError, r"x has dtype float32"),
     ((X[0], np.zeros((3, 2, 3, 3))), {}, ValueError, r"x must have 4 dimensions"),
 ])
-def test_conv_transpose2d_bad_input(args, kwargs, error, match):
+@pytest.mark.parametrize("forward", [conv_transpose2d_forward, conv_transpose2d_forward_naive])
+def test_conv_transpose2d_bad_input(args, kwargs, error, match, forward):
     with pytest.raises(error, match=match):
-        conv_transpose2d_forward(*args, **kwargs)
+        forward(*args, **kwargs)
 
 
 def test_conv_transpose2d_backward_bad_dout():
