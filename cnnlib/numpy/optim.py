@@ -13,6 +13,7 @@ Conventions
 - Each rule reproduces the PyTorch optimizer of the same name step by step:
   ``torch.optim.SGD`` (``dampening=0``) and ``torch.optim.Adam`` (``amsgrad=False``).
   A misspelt key (``"lr"`` for ``"learning_rate"``) is an error, not a silent default.
+- A ``w`` or ``dw`` containing NaN or infinity is an error, not a silent NaN update.
 - ``weight_decay`` adds ``weight_decay * w`` to the gradient (L2 regularization, as
   PyTorch's ``weight_decay``; for Adam this is not AdamW's decoupled decay).
 """
@@ -35,6 +36,13 @@ def _setup(w, dw, config, defaults: dict, state: tuple[str, ...]) -> dict:
     check_array(dw, "dw")
     check_same_shape(dw, "dw", w, "w")
     check_same_dtype(dw, "dw", w, "w")
+    # One NaN step would make the weights (and Adam's moments) NaN for good, and training
+    # would go on printing nan: stop at the step where it first appears.
+    for arr, name in ((w, "w"), (dw, "dw")):
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} contains NaN or infinity (shape {shape_str(arr)}); an "
+                             f"update would spread it to every later step. Check the backward "
+                             f"pass, or lower the learning rate if the loss diverged")
     if config is None:
         config = {}
     if not isinstance(config, dict):

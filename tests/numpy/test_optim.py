@@ -199,6 +199,13 @@ def test_bad_inputs(rule):
         rule(w, w, {"learning_rate": "0.1"})
     with pytest.raises(TypeError, match="config must be a dict"):
         rule(w, w, 0.1)
+    bad = np.ones((2, 3))
+    bad[1, 2] = math.nan
+    with pytest.raises(ValueError, match=r"dw contains NaN or infinity \(shape \(2, 3\)\)"):
+        rule(w, bad)
+    bad[1, 2] = math.inf
+    with pytest.raises(ValueError, match=r"^w contains NaN or infinity"):
+        rule(bad, w)
 
 
 def test_state_from_another_parameter_is_rejected():
