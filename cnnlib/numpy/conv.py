@@ -13,9 +13,12 @@ is memory traffic, not arithmetic, hence:
   reads without a copy.
 - It is built for a few images at a time (about 2 MB), consumed by the matrix product
   while still in cache, and rebuilt in the backward pass instead of being stored.
-- im2col copies one kernel tap ``(i, j)`` at a time, a strided slice of the input;
-  col2im adds one tap at a time into the gradient. Both clip at the border instead of
-  building a padded copy of the input, so padding costs a few zeroed strips.
+- im2col is one strided copy per chunk, from a sliding-window view of the (padded)
+  input: few large NumPy calls, which is what lets two threads work at once (NumPy
+  holds the GIL around every call, and calls of a few microseconds do not overlap).
+  The padded copy lives in a per-thread buffer whose border is zeroed once.
+- col2im adds one kernel tap ``(i, j)`` at a time into the gradient, clipped at the
+  border, so the gradient of the padding is never formed.
 - The transposed convolution is the adjoint of the convolution: its forward pass is the
   convolution's input-gradient (col2im) and its input-gradient is a convolution (im2col).
 
@@ -30,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from ._utils import as_int, as_pair, check_array, check_dout, check_same_dtype, shape_str
 
@@ -289,8 +293,8 @@ def _taps(g: _Geometry) -> list:
     """For each kernel tap ``(i, j)``: the outputs that read real input, and which input.
 
     Entries are ``(i, j, y0, y1, x0, x1, rows, cols)``: outputs ``[y0, y1) x [x0, x1)``
-    read input ``[rows, cols]``. The other outputs read padding, i.e. zero, so im2col
-    writes zeros there and col2im drops their gradient.
+    read input ``[rows, cols]``. The other outputs read padding, i.e. zero, so col2im
+    drops their gradient.
     """
     (kh, kw), (sh, sw), (pt, _, pl, _), (dh, dw) = g.kernel, g.stride, g.padding, g.dilation
     (h, w), (ho, wo) = g.in_hw, g.out_hw
@@ -371,29 +375,39 @@ def _in_parallel(work, n_images: int, bytes_per_image: int) -> list:
     return [work(_chunks(n_images, bytes_per_image, 1))]
 
 
-def _im2col(x, g: _Geometry, taps, buf):
+def _pad_buffer(g: _Geometry, channels: int, images: int, dtype) -> np.ndarray | None:
+    """A zeroed ``(images, C, H + pads, W + pads)`` buffer for ``_im2col``, or ``None``
+    without padding. Only its interior is ever written, so its border stays zero."""
+    pt, pb, pl, pr = g.padding
+    if not (pt or pb or pl or pr):
+        return None
+    (h, w) = g.in_hw
+    return np.zeros((images, channels, h + pt + pb, w + pl + pr), dtype=dtype)
+
+
+def _im2col(x, g: _Geometry, buf, pad_buf):
     """Patches of ``x`` as columns, written into ``buf``: ``(C*KH*KW, M*H_out*W_out)``.
 
     Row ``(c, i, j)`` holds input channel ``c`` shifted by tap ``(i, j)`` for every
-    output position, so ``w.reshape(C_out, -1) @ cols`` is the convolution. Each tap is
-    one strided copy, and the input is never padded: taps that fall in the padding get
-    zeros instead.
+    output position, so ``w.reshape(C_out, -1) @ cols`` is the convolution. The patches
+    are a strided view of the input (copied into ``pad_buf``'s interior first when there
+    is padding), and one copy lays them out.
     """
-    m, c = x.shape[:2]
+    m, c, h, w = x.shape
     (kh, kw), (ho, wo) = g.kernel, g.out_hw
+    (sh, sw), (dh, dw) = g.stride, g.dilation
+    if pad_buf is None:
+        xp = x
+    else:
+        top, _, left, _ = g.padding
+        xp = pad_buf[:m]
+        xp[:, :, top:top + h, left:left + w] = x
+    sn, sc, sy, sx = xp.strides
+    # patches[c, i, j, n, y, x] = xp[n, c, y*sh + i*dh, x*sw + j*dw]
+    patches = as_strided(xp, shape=(c, kh, kw, m, ho, wo),
+                         strides=(sc, sy * dh, sx * dw, sn, sy * sh, sx * sw), writeable=False)
     cols = buf[:c * kh * kw * m * ho * wo].reshape(c, kh, kw, m, ho, wo)
-    xt = x.transpose(1, 0, 2, 3)  # (C, M, H, W) view: channel-major, like the rows of cols
-    for i, j, y0, y1, x0, x1, rows, cs in taps:
-        dst = cols[:, i, j]  # (C, M, H_out, W_out) view
-        if y0 > 0:
-            dst[:, :, :y0] = 0
-        if y1 < ho:
-            dst[:, :, y1:] = 0
-        if x0 > 0:
-            dst[:, :, y0:y1, :x0] = 0
-        if x1 < wo:
-            dst[:, :, y0:y1, x1:] = 0
-        dst[:, :, y0:y1, x0:x1] = xt[:, :, rows, cs]
+    np.copyto(cols, patches)
     return cols.reshape(c * kh * kw, m * ho * wo)  # (C*KH*KW, M*H_out*W_out), no copy
 
 
@@ -416,15 +430,15 @@ def _conv_out(x, w2, g: _Geometry, bias=None):
     n, f = x.shape[0], w2.shape[0]
     (ho, wo), ckk = g.out_hw, w2.shape[1]
     out = np.empty((n, f, ho, wo), dtype=x.dtype)
-    taps = _taps(g)
 
     def work(chunks):
         per = max(sl.stop - sl.start for sl in chunks)
         cols_buf = np.empty(ckk * per * ho * wo, dtype=x.dtype)
         prod_buf = np.empty(f * per * ho * wo, dtype=x.dtype)
+        pad_buf = _pad_buffer(g, x.shape[1], per, x.dtype)
         for sl in chunks:
             m = sl.stop - sl.start
-            cols = _im2col(x[sl], g, taps, cols_buf)                # (C*KH*KW, M*H_out*W_out)
+            cols = _im2col(x[sl], g, cols_buf, pad_buf)             # (C*KH*KW, M*H_out*W_out)
             prod = np.matmul(w2, cols, out=prod_buf[:f * m * ho * wo].reshape(f, -1))
             prod = prod.reshape(f, m, ho, wo).transpose(1, 0, 2, 3)  # (M, F, H_out, W_out) view
             if bias is None:
@@ -454,6 +468,7 @@ def _conv_backward(dout, w2, g: _Geometry, x_shape, *, x=None, need_dx=True,
     def work(chunks):
         per = max(sl.stop - sl.start for sl in chunks)
         buf = np.empty(ckk * per * ho * wo, dtype=dtype)
+        pad_buf = None if x is None else _pad_buffer(g, x.shape[1], per, dtype)
         dw2 = np.zeros((f, ckk), dtype=dtype) if x is not None else None
         db = np.zeros(f, dtype=dtype) if need_db else None
         for sl in chunks:
@@ -462,7 +477,7 @@ def _conv_backward(dout, w2, g: _Geometry, x_shape, *, x=None, need_dx=True,
             if db is not None:
                 db += dout_t.sum(axis=1)
             if dw2 is not None:
-                cols = _im2col(x[sl], g, taps, buf)                 # (C*KH*KW, M*H_out*W_out)
+                cols = _im2col(x[sl], g, buf, pad_buf)              # (C*KH*KW, M*H_out*W_out)
                 dw2 += dout_t @ cols.T                              # (F, C*KH*KW)
             if dx is not None:
                 dcols = np.matmul(w2.T, dout_t, out=buf[:ckk * m * ho * wo].reshape(ckk, -1))

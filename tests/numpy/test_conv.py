@@ -524,6 +524,36 @@ def test_many_chunks_and_noncontiguous_input():
         assert_close(g, ref)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("kwargs", [
+    dict(padding="same"),                        # 4x3 kernel: 1 row above, 2 below
+    dict(padding=2, dilation=2),
+    dict(padding=(2, 0), stride=(2, 1)),
+    dict(padding="full", stride=1),
+])
+def test_padded_chunks_of_unequal_size_reuse_the_padding_buffer(monkeypatch, threads, kwargs):
+    """Tiny chunks (the last one smaller) over one or two workers: the padded copy's
+    border must stay zero from chunk to chunk, whatever the previous chunk held."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((7, 3, 9, 8)) + 5.0  # no zeros: a stale border would show
+    w = rng.standard_normal((4, 3, 4, 3))
+    b = rng.standard_normal(4)
+    ref_out, _ = conv2d_forward_naive(x, w, b, **kwargs)
+    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 2 * 3 * 12 * 9 * 8 * 8)  # ~2 images
+    with threadpool_limits(limits=threads, user_api="blas"):
+        out, cache = conv2d_forward(x, w, b, **kwargs)
+        dout = rng.standard_normal(out.shape)
+        grads = conv2d_backward(dout, cache)
+    assert_close(out, ref_out)
+    with threadpool_limits(limits=1, user_api="blas"):
+        monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 2**30)  # one chunk: the reference
+        ref_grads = conv2d_backward(dout, cache)
+    for g, ref in zip(grads, ref_grads):
+        assert_close(g, ref)
+
+
 # --------------------------------------------------------------------------------------
 # Bad input: the right error type, a message naming the argument, before any work
 # --------------------------------------------------------------------------------------
