@@ -541,7 +541,8 @@ def test_padded_chunks_of_unequal_size_reuse_the_padding_buffer(monkeypatch, thr
     w = rng.standard_normal((4, 3, 4, 3))
     b = rng.standard_normal(4)
     ref_out, _ = conv2d_forward_naive(x, w, b, **kwargs)
-    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 2 * 3 * 12 * 9 * 8 * 8)  # ~2 images
+    for name in ("_CHUNK_BYTES", "_PARALLEL_CHUNK_BYTES"):
+        monkeypatch.setattr(conv_module, name, 2 * 3 * 12 * 9 * 8 * 8)  # ~2 images a chunk
     with threadpool_limits(limits=threads, user_api="blas"):
         out, cache = conv2d_forward(x, w, b, **kwargs)
         dout = rng.standard_normal(out.shape)
@@ -549,6 +550,7 @@ def test_padded_chunks_of_unequal_size_reuse_the_padding_buffer(monkeypatch, thr
     assert_close(out, ref_out)
     with threadpool_limits(limits=1, user_api="blas"):
         monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 2**30)  # one chunk: the reference
+        assert len(conv_module._chunks(7, 3 * 12 * 9 * 8 * 8, 1)) == 1
         ref_grads = conv2d_backward(dout, cache)
     for g, ref in zip(grads, ref_grads):
         assert_close(g, ref)
