@@ -3,9 +3,11 @@
 Both run in this process with the same number of threads (PyTorch's is set to what
 NumPy's BLAS uses), in float32, on LeNet- and VGG-like layers. Each repeat times one
 cnnlib step and one torch step back to back, so a burst of load from other processes
-hits both; the figure is the median over repeats. A second table repeats the
-measurement with one thread each, the figure least sensitive to other processes on a
-shared machine (the load average is printed with each table).
+hits both, and each timed step follows an untimed step of the same library, so that
+neither is timed while the other's idle threads still spin (see
+``benchmarks._timing.side_by_side``); the figure is the median over repeats. A second
+table repeats the measurement with one thread each, the figure least sensitive to other
+processes on a shared machine (the load average is printed with each table).
 
 Run with ``python -m benchmarks conv`` (or ``make bench`` for every benchmark).
 """
@@ -57,7 +59,7 @@ def bench_shape(shape, *, repeats: int, rng: np.random.Generator):
         out = F.conv2d(xt, wt, bt, stride=stride, padding=padding)
         out.backward(doutt)
 
-    ours, theirs = side_by_side(step_cnnlib, step_torch, repeats, warmup=2)
+    ours, theirs = side_by_side(step_cnnlib, step_torch, repeats, warmup=2, lead_in=True)
     return 1e3 * ours, 1e3 * theirs
 
 
