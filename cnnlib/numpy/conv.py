@@ -418,16 +418,36 @@ def _im2col(x, g: _Geometry, buf, pad_buf):
     return cols.reshape(c * kh * kw, m * ho * wo)  # (C*KH*KW, M*H_out*W_out), no copy
 
 
-def _col2im_add(dcols, dx, g: _Geometry, taps) -> None:
-    """Adjoint of ``_im2col``: add each column entry back to the pixel it was copied from.
+def _col2im_order(g: _Geometry, taps) -> tuple[list, bool]:
+    """The taps in the order ``_col2im`` adds them, and whether the first one covers
+    every input pixel (then it is assigned and ``dx`` need not be zeroed first)."""
+    (h, w) = g.in_hw
+    for k, tap in enumerate(taps):
+        rows, cols = tap[6], tap[7]
+        if (rows.start, rows.stop, rows.step, cols.start, cols.stop, cols.step) == (
+                0, h, 1, 0, w, 1):  # e.g. the centre of a 3x3 kernel with padding 1
+            return [tap] + taps[:k] + taps[k + 1:], True
+    return taps, False
+
+
+def _col2im(dcols, dx, g: _Geometry, order) -> None:
+    """Adjoint of ``_im2col``: send each column entry back to the pixel it was copied
+    from, writing all of ``dx`` (``(M, C, H, W)``).
 
     A pixel read by several overlapping windows collects the sum of their gradients;
-    entries that were padding are dropped. ``dx`` is ``(M, C, H, W)``, zeroed by the caller.
+    entries that were padding are dropped. ``order`` comes from ``_col2im_order``.
     """
+    taps, covering = order
     m, c = dx.shape[:2]
     (kh, kw), (ho, wo) = g.kernel, g.out_hw
     dcols = dcols.reshape(c, kh, kw, m, ho, wo)  # (C, KH, KW, M, H_out, W_out)
     dxt = dx.transpose(1, 0, 2, 3)  # (C, M, H, W) view, writes land in dx
+    if covering:
+        i, j, y0, y1, x0, x1, _, _ = taps[0]
+        dxt[...] = dcols[:, i, j, :, y0:y1, x0:x1]
+        taps = taps[1:]
+    else:
+        dx[...] = 0
     for i, j, y0, y1, x0, x1, rows, cs in taps:
         dxt[:, :, rows, cs] += dcols[:, i, j, :, y0:y1, x0:x1]
 
@@ -470,7 +490,7 @@ def _conv_backward(dout, w2, g: _Geometry, x_shape, *, x=None, need_dx=True,
     (ho, wo), ckk = g.out_hw, w2.shape[1]
     dtype = dout.dtype
     dx = np.empty(x_shape, dtype=dtype) if need_dx else None
-    taps = _taps(g)
+    order = _col2im_order(g, _taps(g))
 
     def work(chunks):
         per = max(sl.stop - sl.start for sl in chunks)
@@ -488,8 +508,7 @@ def _conv_backward(dout, w2, g: _Geometry, x_shape, *, x=None, need_dx=True,
                 dw2 += dout_t @ cols.T                              # (F, C*KH*KW)
             if dx is not None:
                 dcols = np.matmul(w2.T, dout_t, out=buf[:ckk * m * ho * wo].reshape(ckk, -1))
-                dx[sl] = 0
-                _col2im_add(dcols, dx[sl], g, taps)
+                _col2im(dcols, dx[sl], g, order)
         return dw2, db
 
     parts = _in_parallel(work, n, ckk * ho * wo * dtype.itemsize)
