@@ -556,6 +556,63 @@ def test_padded_chunks_of_unequal_size_reuse_the_padding_buffer(monkeypatch, thr
         assert_close(g, ref)
 
 
+# Stride-1 geometries whose dx is computed as a convolution of dout with the flipped
+# kernel (C_out*H*W <= C_in*H_out*W_out): (x shape, w shape, keyword arguments).
+FLIPPED_CASES = [
+    ((2, 4, 7, 8), (3, 4, 3, 3), dict(padding=1)),
+    ((2, 3, 8, 6), (3, 3, 4, 2), dict(padding="same")),          # uneven padding
+    ((1, 3, 9, 9), (2, 3, 3, 3), dict(padding="same", dilation=2)),
+    ((2, 4, 5, 6), (4, 4, 3, 2), dict(padding="full")),
+    ((3, 5, 4, 4), (5, 5, 1, 1), {}),
+    ((9, 6, 12, 12), (6, 6, 3, 3), dict(padding=(1, 2))),        # several chunks, 2 threads
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", FLIPPED_CASES)
+def test_input_gradient_as_flipped_convolution(monkeypatch, threads, x_shape, w_shape, kwargs):
+    """Both routes to dx (the flipped-kernel convolution and col2im) agree with torch, and
+    the flipped one is really taken for these geometries."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(8)
+    x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), None
+    out, cache = conv2d_forward(x, w, b, **kwargs)
+    dout = rng.standard_normal(out.shape)
+    taken = []
+    flipped_geometry = conv_module._flipped_geometry
+    monkeypatch.setattr(conv_module, "_flipped_geometry",
+                        lambda g: taken.append(flipped_geometry(g)) or taken[-1])
+    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 2**14)  # several chunks
+    monkeypatch.setattr(conv_module, "_PARALLEL_CHUNK_BYTES", 2**14)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        flipped = conv2d_backward(dout, cache)
+        assert taken and all(g is not None for g in taken)
+        monkeypatch.setattr(conv_module, "_flipped_geometry", lambda g: None)
+        by_col2im = conv2d_backward(dout, cache)
+    _, ref = torch_conv2d(x, w, b, 1, kwargs.get("padding", 0), kwargs.get("dilation", 1),
+                          dout)
+    for mine, other, theirs in zip(flipped[:2], by_col2im[:2], ref[:2]):
+        assert_close(mine, theirs)
+        assert_close(other, theirs)
+
+
+def test_transposed_convolution_through_the_flipped_route_matches_torch(monkeypatch):
+    """conv_transpose2d's forward pass is conv2d's input gradient, so with stride 1 and
+    more output than input channels it takes the flipped route too."""
+    rng = np.random.default_rng(9)
+    x, w, b = rng.standard_normal((3, 2, 6, 5)), rng.standard_normal((2, 7, 3, 3)), None
+    taken = []
+    flipped_geometry = conv_module._flipped_geometry
+    monkeypatch.setattr(conv_module, "_flipped_geometry",
+                        lambda g: taken.append(flipped_geometry(g)) or taken[-1])
+    out, _ = conv_transpose2d_forward(x, w, b, padding=1)
+    assert taken and taken[0] is not None
+    expected = F.conv_transpose2d(torch.tensor(x), torch.tensor(w), padding=1).numpy()
+    assert_close(out, expected)
+
+
+
 # --------------------------------------------------------------------------------------
 # Bad input: the right error type, a message naming the argument, before any work
 # --------------------------------------------------------------------------------------
