@@ -612,6 +612,46 @@ def test_transposed_convolution_through_the_flipped_route_matches_torch(monkeypa
     assert_close(out, expected)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_results_never_share_memory_with_the_work_buffers(threads):
+    """Work buffers are kept per thread between calls: a second call must not change
+    what the first one returned."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(10)
+    w, b = rng.standard_normal((6, 6, 3, 3)), rng.standard_normal(6)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        results = []
+        for _ in range(2):
+            x = rng.standard_normal((16, 6, 20, 20))
+            out, cache = conv2d_forward(x, w, b, padding=1)
+            results.append((out, *conv2d_backward(rng.standard_normal(out.shape), cache)))
+            t_out, _ = conv_transpose2d_forward(x, w, padding=1)
+            results[-1] += (t_out,)
+        kept = [a.copy() for a in results[0]]
+        x = rng.standard_normal((16, 6, 20, 20))
+        out, cache = conv2d_forward(x, w, b, padding=1)
+        conv2d_backward(rng.standard_normal(out.shape), cache)
+        conv_transpose2d_forward(x, w, padding=1)
+    for a, k in zip(results[0], kept):
+        np.testing.assert_array_equal(a, k)
+    assert not np.array_equal(results[0][0], results[1][0])
+
+
+def test_padded_work_buffers_are_bounded_and_keep_a_zero_border():
+    """Many geometries in turn, twice round: each thread keeps only the last few padded
+    buffers, and a kept one still has a zero border when its geometry comes back."""
+    rng = np.random.default_rng(11)
+    geometries = [((2, 3, 6 + i % 4, 7), (2, 3, 3, 2 + i % 3), dict(padding=(1 + i % 2, i % 3)))
+                  for i in range(12)]
+    for _ in range(2):
+        for x_shape, w_shape, kwargs in geometries:
+            x = rng.standard_normal(x_shape) + 5.0  # no zeros: a stale border would show
+            w = rng.standard_normal(w_shape)
+            out, _ = conv2d_forward(x, w, **kwargs)
+            assert_close(out, conv2d_forward_naive(x, w, **kwargs)[0])
+    assert 0 < len(conv_module._SCRATCH.padded) <= conv_module._SCRATCH_PADDED
+
 
 # --------------------------------------------------------------------------------------
 # Bad input: the right error type, a message naming the argument, before any work
