@@ -653,6 +653,66 @@ def test_padded_work_buffers_are_bounded_and_keep_a_zero_border():
     assert 0 < len(conv_module._SCRATCH.padded) <= conv_module._SCRATCH_PADDED
 
 
+# Geometries for the two column orders of the im2col matrix: (x shape, w shape, kwargs).
+LAYOUT_CASES = [
+    ((7, 3, 9, 8), (4, 3, 3, 3), dict(padding=1)),
+    ((6, 2, 11, 10), (3, 2, 4, 3), dict(stride=2, padding=(2, 1))),
+    ((5, 3, 10, 9), (2, 3, 3, 2), dict(padding="same", dilation=2)),
+    ((9, 6, 14, 14), (16, 6, 5, 5), {}),                          # LeNet's C3, smaller
+    ((4, 2, 7, 7), (5, 2, 3, 3), dict(stride=(1, 3), padding="full")),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("minor", [False, True])
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", LAYOUT_CASES)
+def test_both_column_orders_match_torch(monkeypatch, threads, minor, x_shape, w_shape, kwargs):
+    """Columns ordered (image, y, x) or (y, x, image), forced either way, over chunks of
+    unequal size: conv2d's output and gradients, and the transposed convolution's, agree
+    with torch."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(12)
+    x, w, b = (rng.standard_normal(x_shape), rng.standard_normal(w_shape),
+               rng.standard_normal(w_shape[0]))
+    stride = kwargs.get("stride", 1)
+    monkeypatch.setattr(conv_module, "_images_minor", lambda g, images: minor)
+    per_image = x_shape[1] * w_shape[2] * w_shape[3] * x_shape[2] * x_shape[3] * 8
+    for name in ("_CHUNK_BYTES", "_PARALLEL_CHUNK_BYTES"):
+        monkeypatch.setattr(conv_module, name, 2 * per_image)  # chunks of about 2 images
+    with threadpool_limits(limits=threads, user_api="blas"):
+        out, cache = conv2d_forward(x, w, b, **kwargs)
+        dout = rng.standard_normal(out.shape)
+        grads = conv2d_backward(dout, cache)
+        # The transposed convolution maps out's shape back up (w read as (C_in, C_out)).
+        t_out, t_cache = conv_transpose2d_forward(dout, w, stride=stride)
+        t_dout = rng.standard_normal(t_out.shape)
+        t_grads = conv_transpose2d_backward(t_dout, t_cache)
+    ref_out, ref_grads = torch_conv2d(x, w, b, stride, kwargs.get("padding", 0),
+                                      kwargs.get("dilation", 1), dout)
+    assert_close(out, ref_out)
+    for g, ref in zip(grads, ref_grads):
+        assert_close(g, ref)
+    dt, wt = torch.tensor(dout, requires_grad=True), torch.tensor(w, requires_grad=True)
+    t_ref = F.conv_transpose2d(dt, wt, stride=stride)
+    t_ref.backward(torch.tensor(t_dout))
+    assert_close(t_out, t_ref.detach().numpy())
+    assert_close(t_grads[0], dt.grad.numpy())
+    assert_close(t_grads[1], wt.grad.numpy())
+
+
+def test_column_order_follows_images_per_chunk_against_output_width():
+    """(y, x, image) columns when a chunk holds at least half as many images as an
+    output row has pixels, as measured faster; (image, y, x) otherwise."""
+    def geometry(out_w):
+        return conv_module._Geometry((3, 3), (1, 1), (0, 0, 0, 0), (1, 1), (9, out_w + 2),
+                                     (7, out_w))
+    assert conv_module._images_minor(geometry(10), 64)     # LeNet's C3
+    assert conv_module._images_minor(geometry(10), 5)
+    assert not conv_module._images_minor(geometry(10), 4)
+    assert not conv_module._images_minor(geometry(32), 1)  # one VGG-like image a chunk
+
+
 # --------------------------------------------------------------------------------------
 # Bad input: the right error type, a message naming the argument, before any work
 # --------------------------------------------------------------------------------------
