@@ -271,6 +271,12 @@ _CHUNK_BYTES = 2**21
 # On LeNet's small layers this measured about 10 % faster with 2 threads, and no
 # different on the VGG-like ones; one thread keeps the cache-sized chunks.
 _PARALLEL_CHUNK_BYTES = 2**22
+# Below this much im2col matrix for the whole batch, the calling thread does all the
+# chunks with BLAS's own threads for the products: two workers in step on a few chunks
+# each slowed each other down more than they shared. LeNet-5's layers at batch 128 took
+# 8.0 instead of 9.0 ms (C1) and 5.5 instead of 6.5 ms (C3) with 2 threads; the first
+# VGG-like layer (14 MB) measured the same either way.
+_PARALLEL_MIN_BYTES = 2**24
 
 
 class _Geometry(NamedTuple):
@@ -363,9 +369,9 @@ def _blas_threads():
 def _in_parallel(work, n_images: int, bytes_per_image: int) -> list:
     """Run ``work(chunks)`` on the batch's chunks, split over the BLAS threads."""
     blas, n_workers = _blas_threads()
-    # Handing work to another thread costs tens of microseconds, more on a busy machine:
-    # small batches run in the caller's thread.
-    big = n_images > 1 and n_images * bytes_per_image >= _CHUNK_BYTES // 2
+    # Handing work to another thread costs tens of microseconds, more on a busy machine,
+    # and small batches gain nothing from it (see _PARALLEL_MIN_BYTES).
+    big = n_images > 1 and n_images * bytes_per_image >= _PARALLEL_MIN_BYTES
     if n_workers > 1 and big and _PARALLEL_LOCK.acquire(blocking=False):
         try:
             chunks = _chunks(n_images, bytes_per_image, n_workers)

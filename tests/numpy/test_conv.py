@@ -35,6 +35,16 @@ from cnnlib.numpy import (
 # --------------------------------------------------------------------------------------
 
 
+# The batch size below which conv2d keeps to the calling thread, before the fixture below
+# lowers it so that the small batches of these tests take the multi-threaded path too.
+PARALLEL_MIN_BYTES = conv_module._PARALLEL_MIN_BYTES
+
+
+@pytest.fixture(autouse=True)
+def _parallel_even_for_small_batches(monkeypatch):
+    monkeypatch.setattr(conv_module, "_PARALLEL_MIN_BYTES", 0)
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread():
     """The reference convolutions are tiny: PyTorch's thread start-up would dominate them
@@ -853,6 +863,28 @@ def test_parallel_path_matches_sequential_and_torch():
     assert_close(two[0], ref_out)
     for g, ref in zip(two[1:4], ref_grads):
         assert_close(g, ref)
+
+
+def test_small_batches_stay_in_the_calling_thread(monkeypatch):
+    """Below _PARALLEL_MIN_BYTES of im2col matrix the worker threads are not used, above
+    it they are; both give the same result."""
+    from threadpoolctl import threadpool_limits
+
+    monkeypatch.setattr(conv_module, "_PARALLEL_MIN_BYTES", PARALLEL_MIN_BYTES)
+    rng = np.random.default_rng(13)
+    w = rng.standard_normal((8, 16, 3, 3)).astype(np.float32)
+    per_image = 16 * 9 * 16 * 16 * 4  # bytes of im2col matrix for one 16x16 image
+    big = PARALLEL_MIN_BYTES // per_image + 1
+    x = rng.standard_normal((big, 16, 16, 16)).astype(np.float32)
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert conv_module._blas_threads()[1] == 2  # else this tests nothing
+        for n, parallel in ((big - 2, False), (big, True)):
+            monkeypatch.setattr(conv_module, "_EXECUTOR", None)
+            out, _ = conv2d_forward(x[:n], w, padding=1)
+            assert (conv_module._EXECUTOR is not None) == parallel
+            expected = conv2d_forward(x[:n].astype(np.float64), w.astype(np.float64),
+                                      padding=1)[0]
+            assert_close(out, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_conv_in_a_forked_child_after_parallel_use():
