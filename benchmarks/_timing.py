@@ -9,36 +9,38 @@ from collections.abc import Callable
 
 
 def side_by_side(ours: Callable[[], object], theirs: Callable[[], object], repeats: int, *,
-                 warmup: int = 1, lead_in: bool = False) -> tuple[float, float]:
-    """Median seconds of ``ours()`` and ``theirs()``.
+                 warmup: int = 1, block: int = 1, lead_in: int = 0,
+                 settle: float = 0.0) -> tuple[float, float]:
+    """Median seconds of ``ours()`` and ``theirs()`` over ``repeats`` timed calls each.
 
-    Each repeat times one call of each back to back, so a burst of load from other
-    processes hits both; ``warmup`` untimed calls of each come first (allocators, caches,
-    lazy imports, oneDNN kernel selection).
+    The two take turns, ``block`` timed calls at a time, so that a burst of load from
+    other processes hits both; ``warmup`` untimed calls of each come first (allocators,
+    caches, lazy imports, oneDNN kernel selection).
 
-    With ``lead_in``, each timed call follows an untimed call of the same function. For
-    multi-threaded steps of a few milliseconds this matters: after a parallel region,
-    PyTorch's OpenMP threads and OpenBLAS's threads keep spinning for a while, so a step
-    timed right after the *other* library's step shares the cores with those idle
-    threads (measured here: a 7.4 ms cnnlib step took 9.9 ms right after a torch step,
-    and a 2.3 ms torch step 3.3 ms right after a cnnlib step). A step after one of its
-    own kind is what a training loop sees.
+    Multi-threaded steps of a few milliseconds need more care to be timed as a training
+    loop of their own kind sees them. After a parallel call, OpenBLAS's idle threads
+    spin for about 0.1 s before they sleep, and PyTorch's OpenMP threads for a while
+    too, so a step run right after the *other* library's step shares the cores with
+    those threads: measured here, a 2.1 ms torch step took 6.8 ms right after a
+    2-thread NumPy product, and 3.3 ms when 0.15 s passed in between. ``settle`` seconds
+    of sleep before each turn let the other library's threads go quiet. Threads that
+    slept are slow to start again, so each turn begins with ``lead_in`` untimed calls,
+    and then ``block`` timed calls in a row show the steady state.
     """
     for _ in range(warmup):
         ours()
         theirs()
     t_ours, t_theirs = [], []
-    for _ in range(repeats):
-        if lead_in:
-            ours()
-        start = time.perf_counter()
-        ours()
-        t_ours.append(time.perf_counter() - start)
-        if lead_in:
-            theirs()
-        start = time.perf_counter()
-        theirs()
-        t_theirs.append(time.perf_counter() - start)
+    while len(t_theirs) < repeats:
+        for fn, times in ((ours, t_ours), (theirs, t_theirs)):
+            if settle:
+                time.sleep(settle)
+            for _ in range(lead_in):
+                fn()
+            for _ in range(min(block, repeats - len(times))):
+                start = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - start)
     return statistics.median(t_ours), statistics.median(t_theirs)
 
 

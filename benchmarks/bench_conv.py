@@ -1,11 +1,12 @@
 """conv2d forward + backward: cnnlib.numpy against PyTorch on CPU, side by side.
 
 Both run in this process with the same number of threads (PyTorch's is set to what
-NumPy's BLAS uses), in float32, on LeNet- and VGG-like layers. Each repeat times one
-cnnlib step and one torch step back to back, so a burst of load from other processes
-hits both, and each timed step follows an untimed step of the same library, so that
-neither is timed while the other's idle threads still spin (see
-``benchmarks._timing.side_by_side``); the figure is the median over repeats. A second
+NumPy's BLAS uses), in float32, on LeNet- and VGG-like layers. The two libraries take
+turns, five timed steps at a time, so a burst of load from other processes hits both;
+each turn starts after a pause that lets the other library's idle threads stop spinning
+and with two untimed steps, so that each library is timed as a training loop of its own
+sees it (see ``benchmarks._timing.side_by_side``). The figure is the median over the
+repeats. A second
 table repeats the measurement with one thread each, the figure least sensitive to other
 processes on a shared machine (the load average is printed with each table).
 
@@ -59,7 +60,8 @@ def bench_shape(shape, *, repeats: int, rng: np.random.Generator):
         out = F.conv2d(xt, wt, bt, stride=stride, padding=padding)
         out.backward(doutt)
 
-    ours, theirs = side_by_side(step_cnnlib, step_torch, repeats, warmup=2, lead_in=True)
+    ours, theirs = side_by_side(step_cnnlib, step_torch, repeats, warmup=2, block=5,
+                                lead_in=2, settle=0.15)
     return 1e3 * ours, 1e3 * theirs
 
 
@@ -92,7 +94,7 @@ def run_table(threads: int, repeats: int) -> tuple[float, list[float]]:
     return geomean, torch_ms
 
 
-def main(repeats: int = 15) -> float:
+def main(repeats: int = 30) -> float:
     import torch
 
     blas, threads = blas_threads()

@@ -2,9 +2,11 @@
 
 Both train the same network (same initial weights) on the 1,438 training digits at
 32x32, float32, batches of 64, SGD with momentum 0.9, in this process with the same
-number of threads (PyTorch's is set to what NumPy's BLAS uses). Each repeat times one
-NumPy epoch and one PyTorch epoch back to back, so a burst of load from other processes
-hits both; the figures are medians over the repeats, after one warm-up epoch each.
+number of threads (PyTorch's is set to what NumPy's BLAS uses). It times the NumPy
+epochs and then the PyTorch epochs, each library after a pause that lets the
+other's idle threads stop spinning and one untimed epoch (see
+``benchmarks._timing.side_by_side``); the figures are medians over the repeats, after
+one warm-up epoch each.
 
 Run with ``python -m benchmarks lenet`` (or ``make bench`` for every benchmark).
 """
@@ -56,7 +58,8 @@ def main() -> None:
     def numpy_epoch() -> None:
         trainer.fit(x, y, epochs=1)
 
-    t_np, t_torch = side_by_side(numpy_epoch, torch_epoch, REPEATS)
+    t_np, t_torch = side_by_side(numpy_epoch, torch_epoch, REPEATS, block=REPEATS, lead_in=1,
+                                 settle=0.15)
     print(f"LeNet-5, one epoch of {len(x)} digits (32x32, float32, batch {BATCH_SIZE}, "
           f"SGD momentum), {threads} thread(s), median of {REPEATS}:")
     print(f"  cnnlib.numpy Trainer  {t_np:7.3f} s/epoch")
