@@ -272,10 +272,11 @@ _CHUNK_BYTES = 2**21
 # different on the VGG-like ones; one thread keeps the cache-sized chunks.
 _PARALLEL_CHUNK_BYTES = 2**22
 # Below this much im2col matrix for the whole batch, the calling thread does all the
-# chunks with BLAS's own threads for the products: two workers in step on a few chunks
-# each slowed each other down more than they shared. LeNet-5's layers at batch 128 took
-# 8.0 instead of 9.0 ms (C1) and 5.5 instead of 6.5 ms (C3) with 2 threads; the first
-# VGG-like layer (14 MB) measured the same either way.
+# chunks with BLAS's own threads for the products. Small layers make many short NumPy
+# calls (col2im's tap additions take about 15 us each), and such calls from two threads
+# wait on each other for the GIL instead of overlapping: LeNet-5's layers at batch 128
+# took 8.0 instead of 9.0 ms (C1) and 5.5 instead of 6.5 ms (C3) with 2 threads this
+# way. The first VGG-like layer (14 MB) measured the same either way.
 _PARALLEL_MIN_BYTES = 2**24
 
 
