@@ -630,7 +630,10 @@ def _conv_backward(dout, w2, g: _Geometry, x_shape, *, x=None, need_dx=True,
         db = np.zeros(f, dtype=dtype) if need_db else None
         for sl in chunks:
             m = sl.stop - sl.start
-            dout_t = _to_columns(dout[sl], minor)                   # (F, M*H_out*W_out)
+            # (F, M*H_out*W_out); the flipped route to dx reads dout directly, so a
+            # transposed convolution's forward pass does not need it.
+            if db is not None or dw2t is not None or flipped is None:
+                dout_t = _to_columns(dout[sl], minor)
             if db is not None:
                 db += dout_t.sum(axis=1)
             if dw2t is not None:
