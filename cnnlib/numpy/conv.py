@@ -393,17 +393,24 @@ def _in_parallel(work, n_images: int, bytes_per_image: int) -> list:
 # calls instead of allocated per call: a fresh buffer of a few megabytes is fresh memory
 # from the operating system, whose first touch costs page faults. On LeNet's first layer
 # (benchmarks/bench_conv.py) a forward + backward step took 8.5 ms instead of 11.2 with
-# one thread, and 10.0 instead of 11.8 with two. The buffers live as long as the thread:
-# at most one chunk of each kind, a few megabytes.
+# one thread, and 10.0 instead of 11.8 with two. The buffers live as long as the thread,
+# so what is kept is bounded: one buffer of each kind, and padded buffers for the last
+# few geometries, each kind at most _SCRATCH_KEEP_BYTES per thread. A layer whose single
+# image needs more (a 3x3 layer with 64 channels on 224x224 images: 116 MB of im2col
+# matrix) allocates its buffers per call, as the time to fill them dwarfs the faults.
 _SCRATCH = threading.local()
-_SCRATCH_PADDED = 8  # padded buffers kept per thread, one per recent geometry
+_SCRATCH_PADDED = 8
+_SCRATCH_KEEP_BYTES = 2**26
 
 
 def _scratch(name: str, size: int, dtype) -> np.ndarray:
     """This thread's work buffer ``name``: ``size`` elements of ``dtype``, contents
     undefined. It is reused by the next call, so it must never be returned."""
+    dtype = np.dtype(dtype)
+    if size * dtype.itemsize > _SCRATCH_KEEP_BYTES:
+        return np.empty(size, dtype=dtype)
     bufs = _SCRATCH.__dict__.setdefault("flat", {})
-    key = (name, np.dtype(dtype))
+    key = (name, dtype)
     buf = bufs.get(key)
     if buf is None or buf.size < size:
         buf = bufs[key] = np.empty(size, dtype=dtype)
@@ -431,9 +438,10 @@ def _pad_buffer(g: _Geometry, channels: int, images: int, dtype,
     buf = padded.pop(key, None)
     if buf is None:
         buf = np.zeros(shape, dtype=dtype)
-        if len(padded) >= _SCRATCH_PADDED:
-            del padded[next(iter(padded))]  # the least recently used
-    padded[key] = buf
+    padded[key] = buf  # now the most recently used
+    while len(padded) > _SCRATCH_PADDED or (
+            sum(b.nbytes for b in padded.values()) > _SCRATCH_KEEP_BYTES):
+        del padded[next(iter(padded))]  # the least recently used, at last this one
     return buf
 
 

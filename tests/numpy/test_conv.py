@@ -8,6 +8,7 @@ float64 over shapes drawn by hypothesis. Then float32, dtypes, and bad input.
 
 from __future__ import annotations
 
+import threading
 import warnings
 
 import numpy as np
@@ -661,6 +662,30 @@ def test_padded_work_buffers_are_bounded_and_keep_a_zero_border():
             out, _ = conv2d_forward(x, w, **kwargs)
             assert_close(out, conv2d_forward_naive(x, w, **kwargs)[0])
     assert 0 < len(conv_module._SCRATCH.padded) <= conv_module._SCRATCH_PADDED
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_work_buffers_kept_between_calls_stay_under_the_limit(monkeypatch, threads):
+    """A layer whose buffers exceed _SCRATCH_KEEP_BYTES gets them per call: nothing that
+    large stays behind in the thread, and the results are unchanged."""
+    from threadpoolctl import threadpool_limits
+
+    limit = 40_000
+    monkeypatch.setattr(conv_module, "_SCRATCH_KEEP_BYTES", limit)
+    monkeypatch.setattr(conv_module, "_SCRATCH", threading.local())
+    rng = np.random.default_rng(14)
+    for x_shape, w_shape in (((3, 4, 9, 9), (2, 4, 3, 3)), ((4, 8, 16, 16), (8, 8, 3, 3))):
+        x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+        with threadpool_limits(limits=threads, user_api="blas"):
+            out, cache = conv2d_forward(x, w, padding=1)
+            grads = conv2d_backward(np.ones_like(out), cache)
+        ref_out, ref_grads = torch_conv2d(x, w, None, 1, 1, 1, np.ones_like(out))
+        assert_close(out, ref_out)
+        for g, ref in zip(grads[:2], ref_grads[:2]):
+            assert_close(g, ref)
+    kept = list(conv_module._SCRATCH.flat.values())
+    assert kept and all(b.nbytes <= limit for b in kept)  # the small layer's were kept
+    assert sum(b.nbytes for b in conv_module._SCRATCH.padded.values()) <= limit
 
 
 # Geometries for the two column orders of the im2col matrix: (x shape, w shape, kwargs).
