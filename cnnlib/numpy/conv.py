@@ -266,8 +266,9 @@ def _check_conv2d(x, w, b, stride, padding, dilation):
 # the whole batch's matrix at once and keeping it for the backward pass was measured
 # 1.4x slower (forward 1.8x) on the VGG-like layer of benchmarks/bench_conv.py.
 _CHUNK_BYTES = 2**21
-# With several worker threads, chunks are larger: NumPy holds the GIL around each call,
-# so the threads only overlap when each call runs long enough (tens of microseconds).
+# With several worker threads, chunks are larger: each NumPy call has to take the GIL back
+# when it ends, so the threads only overlap when each call runs long enough (tens of
+# microseconds).
 # On LeNet's small layers this measured about 10 % faster with 2 threads, and no
 # different on the VGG-like ones; one thread keeps the cache-sized chunks.
 _PARALLEL_CHUNK_BYTES = 2**22
