@@ -912,6 +912,29 @@ def test_small_batches_stay_in_the_calling_thread(monkeypatch):
             assert_close(out, expected, rtol=1e-4, atol=1e-4)
 
 
+@settings(max_examples=200, deadline=None)
+@given(n_images=st.integers(1, 300), bytes_per_image=st.integers(1, 2**24),
+       n_workers=st.integers(1, 4))
+def test_chunks_cover_the_batch_and_share_it_evenly(n_images, bytes_per_image, n_workers):
+    """Chunks tile the batch in order, none over the size limit unless one image is, and
+    dealt out in turn (as _in_parallel does) give the workers equal numbers of images,
+    give or take one: a short last chunk would leave one thread waiting for the other."""
+    chunks = conv_module._chunks(n_images, bytes_per_image, n_workers)
+    assert [c.start for c in chunks] == [0] + [c.stop for c in chunks[:-1]]
+    assert chunks[-1].stop == n_images and all(c.stop > c.start for c in chunks)
+    limit = conv_module._CHUNK_BYTES if n_workers == 1 else conv_module._PARALLEL_CHUNK_BYTES
+    per = max(1, limit // bytes_per_image)
+    assert max(c.stop - c.start for c in chunks) <= per
+    shares = [sum(c.stop - c.start for c in chunks[k::n_workers]) for k in range(n_workers)]
+    assert max(shares) - min(shares) <= 1
+
+
+def test_chunks_of_the_strided_benchmark_layer_are_even():
+    """The case that showed the imbalance: 32 images of 576 KB of im2col matrix."""
+    chunks = conv_module._chunks(32, 64 * 9 * 16 * 16 * 4, 2)
+    assert [c.stop - c.start for c in chunks] == [6, 6, 5, 5, 5, 5]
+
+
 def test_conv_in_a_forked_child_after_parallel_use():
     """The grading sandbox forks; a child must not wait on the parent's worker threads."""
     import multiprocessing
