@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 def side_by_side(ours: Callable[[], object], theirs: Callable[[], object], repeats: int, *,
                  warmup: int = 1, block: int = 1, lead_in: int = 0,
-                 settle: float = 0.0) -> tuple[float, float]:
+                 lead_in_seconds: float = 0.0, settle: float = 0.0) -> tuple[float, float]:
     """Median seconds of ``ours()`` and ``theirs()`` over ``repeats`` timed calls each.
 
     The two take turns, ``block`` timed calls at a time, so that a burst of load from
@@ -24,8 +24,12 @@ def side_by_side(ours: Callable[[], object], theirs: Callable[[], object], repea
     those threads: measured here, a 2.1 ms torch step took 6.8 ms right after a
     2-thread NumPy product, and 3.3 ms when 0.15 s passed in between. ``settle`` seconds
     of sleep before each turn let the other library's threads go quiet. Threads that
-    slept are slow to start again, so each turn begins with ``lead_in`` untimed calls,
-    and then ``block`` timed calls in a row show the steady state.
+    slept are slow to start again, so each turn begins with untimed calls, ``lead_in``
+    of them and for at least ``lead_in_seconds``, and then ``block`` timed calls in a row
+    show the steady state. A count alone is not enough: on this course's 2-core virtual
+    machine, after 0.15 s of sleep torch's LeNet C3 step was back to its usual time by
+    the second call, but cnnlib's, which hands work between two threads a few dozen
+    times a step, took about 50 ms (7 steps, 8.5 ms falling to 4.1) to get there.
     """
     for _ in range(warmup):
         ours()
@@ -35,8 +39,11 @@ def side_by_side(ours: Callable[[], object], theirs: Callable[[], object], repea
         for fn, times in ((ours, t_ours), (theirs, t_theirs)):
             if settle:
                 time.sleep(settle)
-            for _ in range(lead_in):
+            start = time.perf_counter()
+            calls = 0
+            while calls < lead_in or time.perf_counter() - start < lead_in_seconds:
                 fn()
+                calls += 1
             for _ in range(min(block, repeats - len(times))):
                 start = time.perf_counter()
                 fn()

@@ -4,11 +4,11 @@ Both run in this process with the same number of threads (PyTorch's is set to wh
 NumPy's BLAS uses), in float32, on LeNet- and VGG-like layers. The two libraries take
 turns, five timed steps at a time, so a burst of load from other processes hits both;
 each turn starts after a pause that lets the other library's idle threads stop spinning
-and with two untimed steps, so that each library is timed as a training loop of its own
-sees it (see ``benchmarks._timing.side_by_side``). The figure is the median over the
-repeats. A second
-table repeats the measurement with one thread each, the figure least sensitive to other
-processes on a shared machine (the load average is printed with each table).
+and with at least 0.1 s of untimed steps, so that each library is timed as a training
+loop of its own sees it (see ``benchmarks._timing.side_by_side``). The figure is the
+median over the repeats. A second table repeats the measurement with one thread each,
+the figure least sensitive to other processes on a shared machine (the load average is
+printed with each table).
 
 Run with ``python -m benchmarks conv`` (or ``make bench`` for every benchmark).
 """
@@ -62,7 +62,7 @@ def bench_shape(shape, *, repeats: int, rng: np.random.Generator):
         out.backward(doutt)
 
     ours, theirs = side_by_side(step_cnnlib, step_torch, repeats, warmup=2, block=BLOCK,
-                                lead_in=2, settle=0.15)
+                                lead_in=2, lead_in_seconds=0.1, settle=0.15)
     return 1e3 * ours, 1e3 * theirs
 
 
