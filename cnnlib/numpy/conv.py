@@ -266,19 +266,22 @@ def _check_conv2d(x, w, b, stride, padding, dilation):
 # the whole batch's matrix at once and keeping it for the backward pass was measured
 # 1.4x slower (forward 1.8x) on the VGG-like layer of benchmarks/bench_conv.py.
 _CHUNK_BYTES = 2**21
-# With several worker threads, chunks are larger: each NumPy call has to take the GIL back
-# when it ends, so the threads only overlap when each call runs long enough (tens of
-# microseconds).
-# On LeNet's small layers this measured about 10 % faster with 2 threads, and no
-# different on the VGG-like ones; one thread keeps the cache-sized chunks.
+# With several worker threads, chunks are larger, and hold at least two images: each
+# NumPy call has to take the GIL back when it ends, so the threads only overlap when each
+# call runs long enough, and each chunk costs a dozen calls whatever its size. With 2
+# threads, two VGG-like images a chunk (4.7 MB) instead of one took a step from 56.5 to
+# 52.1 ms; larger chunks slowed the strided layer (27.7 ms at 4 MB, 31.3 at 6 MB) and
+# helped no other shape of benchmarks/bench_conv.py.
 _PARALLEL_CHUNK_BYTES = 2**22
+_PARALLEL_MIN_IMAGES = 2
 # Below this much im2col matrix for the whole batch, the calling thread does all the
-# chunks with BLAS's own threads for the products. Small layers make many short NumPy
-# calls (col2im's tap additions take about 15 us each), and such calls from two threads
-# wait on each other for the GIL instead of overlapping: LeNet-5's layers at batch 128
-# took 8.0 instead of 9.0 ms (C1) and 5.5 instead of 6.5 ms (C3) with 2 threads this
-# way. The first VGG-like layer (14 MB) measured the same either way.
-_PARALLEL_MIN_BYTES = 2**24
+# chunks with BLAS's own threads for the products: handing work to another thread costs
+# tens of microseconds, which a batch this small does not repay. Larger batches gain
+# from the second core even when their NumPy calls are short: with 2 threads, LeNet-5's
+# layers at batch 128 took 6.9 instead of 9.8 ms (C1, 10 MB of im2col matrix) and 4.1
+# instead of 6.5 ms (C3, 7.7 MB), and the first VGG-like layer (14 MB) 14.2 instead of
+# 23.7 ms, against the calling thread alone (the earlier limit of 16 MB).
+_PARALLEL_MIN_BYTES = 2**20
 
 
 class _Geometry(NamedTuple):
@@ -321,11 +324,15 @@ def _taps(g: _Geometry) -> list:
 
 
 def _chunks(n_images: int, bytes_per_image: int, n_workers: int) -> list[slice]:
-    """Split the batch into chunks of at most ``_CHUNK_BYTES`` (``_PARALLEL_CHUNK_BYTES``
-    for several workers) of im2col matrix, in a multiple of ``n_workers`` pieces (or one
-    image each) of nearly equal size, so no worker idles at the end."""
-    limit = _CHUNK_BYTES if n_workers == 1 else _PARALLEL_CHUNK_BYTES
-    per = max(1, min(n_images, limit // max(1, bytes_per_image)))
+    """Split the batch into chunks of at most ``_CHUNK_BYTES`` of im2col matrix (for
+    several workers ``_PARALLEL_CHUNK_BYTES`` or ``_PARALLEL_MIN_IMAGES`` images, whichever
+    is more), in a multiple of ``n_workers`` pieces (or one image each) of nearly equal
+    size, so no worker idles at the end."""
+    if n_workers == 1:
+        per = max(1, _CHUNK_BYTES // max(1, bytes_per_image))
+    else:
+        per = max(_PARALLEL_MIN_IMAGES, _PARALLEL_CHUNK_BYTES // max(1, bytes_per_image))
+    per = min(per, n_images)
     pieces = min(n_images, -(-n_images // (per * n_workers)) * n_workers)
     # Sizes differ by at most one image, the larger ones first, so that dealing the
     # chunks out in turn (chunks[k::n_workers]) gives each worker the same number of

@@ -922,11 +922,24 @@ def test_chunks_cover_the_batch_and_share_it_evenly(n_images, bytes_per_image, n
     chunks = conv_module._chunks(n_images, bytes_per_image, n_workers)
     assert [c.start for c in chunks] == [0] + [c.stop for c in chunks[:-1]]
     assert chunks[-1].stop == n_images and all(c.stop > c.start for c in chunks)
-    limit = conv_module._CHUNK_BYTES if n_workers == 1 else conv_module._PARALLEL_CHUNK_BYTES
-    per = max(1, limit // bytes_per_image)
+    if n_workers == 1:
+        per = max(1, conv_module._CHUNK_BYTES // bytes_per_image)
+    else:
+        per = max(conv_module._PARALLEL_MIN_IMAGES,
+                  conv_module._PARALLEL_CHUNK_BYTES // bytes_per_image)
     assert max(c.stop - c.start for c in chunks) <= per
     shares = [sum(c.stop - c.start for c in chunks[k::n_workers]) for k in range(n_workers)]
     assert max(shares) - min(shares) <= 1
+
+
+def test_worker_chunks_hold_two_images_even_when_one_fills_the_size_limit():
+    """The VGG-like benchmark layer, 32 images of 2.4 MB of im2col matrix: with 2 workers
+    chunks of two images (measured faster than one), with 1 worker one image a chunk."""
+    per_image = 64 * 9 * 32 * 32 * 4
+    assert per_image > conv_module._PARALLEL_CHUNK_BYTES // 2
+    assert [c.stop - c.start for c in conv_module._chunks(32, per_image, 2)] == [2] * 16
+    assert [c.stop - c.start for c in conv_module._chunks(32, per_image, 1)] == [1] * 32
+    assert [c.stop - c.start for c in conv_module._chunks(2, per_image, 2)] == [1, 1]
 
 
 def test_chunks_of_the_strided_benchmark_layer_are_even():
