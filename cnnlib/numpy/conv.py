@@ -275,13 +275,17 @@ _CHUNK_BYTES = 2**21
 _PARALLEL_CHUNK_BYTES = 2**22
 _PARALLEL_MIN_IMAGES = 2
 # Below this much im2col matrix for the whole batch, the calling thread does all the
-# chunks with BLAS's own threads for the products: handing work to another thread costs
-# tens of microseconds, which a batch this small does not repay. Larger batches gain
-# from the second core even when their NumPy calls are short: with 2 threads, LeNet-5's
-# layers at batch 128 took 6.9 instead of 9.8 ms (C1, 10 MB of im2col matrix) and 4.1
-# instead of 6.5 ms (C3, 7.7 MB), and the first VGG-like layer (14 MB) 14.2 instead of
-# 23.7 ms, against the calling thread alone (the earlier limit of 16 MB).
-_PARALLEL_MIN_BYTES = 2**20
+# chunks with BLAS's own threads for the products. Measured on its own, one conv step
+# after another, LeNet-5's layers at batch 128 run faster in the two worker threads
+# (C1 9.5 -> 6.9 ms, C3 6.8 -> 4.2 with 2 threads), but not inside a training loop: after
+# any multi-threaded BLAS call (a linear layer's product, or a small conv layer's), the
+# idle OpenBLAS thread spins on the other core for about 0.1 s, and the worker thread
+# shares that core with it. One epoch of LeNet-5 on the digits took 0.26 s with this
+# limit and 0.31-0.33 s with a limit of 1 MB (batch 128; 0.26-0.28 against 0.29-0.31 at
+# batch 64), so the small layers stay here. The first VGG-like layer (14 MB) stays here
+# too: on its own it ran faster in the workers (22.6 -> 13.9 ms), but no training loop
+# of such layers has been measured either way.
+_PARALLEL_MIN_BYTES = 2**24
 
 
 class _Geometry(NamedTuple):
