@@ -28,8 +28,9 @@ def side_by_side(ours: Callable[[], object], theirs: Callable[[], object], repea
     of them and for at least ``lead_in_seconds``, and then ``block`` timed calls in a row
     show the steady state. A count alone is not enough: on this course's 2-core virtual
     machine, after 0.15 s of sleep torch's LeNet C3 step was back to its usual time by
-    the second call, but cnnlib's, which hands work between two threads a few dozen
-    times a step, took about 50 ms (7 steps, 8.5 ms falling to 4.1) to get there.
+    the second call, but cnnlib's run in its two worker threads, which hand work to each
+    other a few dozen times a step, took about 50 ms (7 steps, 8.5 ms falling to 4.1) to
+    get there.
     """
     for _ in range(warmup):
         ours()
