@@ -272,6 +272,14 @@ _CHUNK_BYTES = 2**21
 # threads, two VGG-like images a chunk (4.7 MB) instead of one took a step from 56.5 to
 # 52.1 ms; larger chunks slowed the strided layer (27.7 ms at 4 MB, 31.3 at 6 MB) and
 # helped no other shape of benchmarks/bench_conv.py.
+# A batch that stays in the calling thread (below _PARALLEL_MIN_BYTES) with several BLAS
+# threads takes chunks of this size too: BLAS shares larger products out better, and
+# fewer chunks make fewer short calls (col2im's). With 2 threads, LeNet-5's C3 at batch
+# 128 took 5.8-6.2 ms instead of 6.4-6.7 and the first VGG-like layer 21.1-22.6 instead
+# of 22.7-23.5 (C1 the same; bench_conv's table in separate processes, in turn); a
+# LeNet-5 epoch on the digits measured the same (0.25-0.27 s at batch 64 and 128). 8 MB
+# chunks made C3 faster still (5.5-5.8 ms) but put the VGG-like layer at 27-29 ms in two
+# runs of four. One BLAS thread keeps the cache-sized chunks.
 _PARALLEL_CHUNK_BYTES = 2**22
 _PARALLEL_MIN_IMAGES = 2
 # Below this much im2col matrix for the whole batch, the calling thread does all the
@@ -327,13 +335,14 @@ def _taps(g: _Geometry) -> list:
     return taps
 
 
-def _chunks(n_images: int, bytes_per_image: int, n_workers: int) -> list[slice]:
-    """Split the batch into chunks of at most ``_CHUNK_BYTES`` of im2col matrix (for
-    several workers ``_PARALLEL_CHUNK_BYTES`` or ``_PARALLEL_MIN_IMAGES`` images, whichever
-    is more), in a multiple of ``n_workers`` pieces (or one image each) of nearly equal
-    size, so no worker idles at the end."""
+def _chunks(n_images: int, bytes_per_image: int, n_workers: int,
+            limit: int | None = None) -> list[slice]:
+    """Split the batch into chunks of at most ``limit`` (default ``_CHUNK_BYTES``) of
+    im2col matrix (for several workers ``_PARALLEL_CHUNK_BYTES`` or
+    ``_PARALLEL_MIN_IMAGES`` images, whichever is more), in a multiple of ``n_workers``
+    pieces (or one image each) of nearly equal size, so no worker idles at the end."""
     if n_workers == 1:
-        per = max(1, _CHUNK_BYTES // max(1, bytes_per_image))
+        per = max(1, (_CHUNK_BYTES if limit is None else limit) // max(1, bytes_per_image))
     else:
         per = max(_PARALLEL_MIN_IMAGES, _PARALLEL_CHUNK_BYTES // max(1, bytes_per_image))
     per = min(per, n_images)
@@ -406,7 +415,8 @@ def _in_parallel(work, n_images: int, bytes_per_image: int) -> list:
                 return results + [f.result() for f in futures]
         finally:
             _PARALLEL_LOCK.release()
-    return [work(_chunks(n_images, bytes_per_image, 1))]
+    limit = _PARALLEL_CHUNK_BYTES if n_workers > 1 else _CHUNK_BYTES
+    return [work(_chunks(n_images, bytes_per_image, 1, limit))]
 
 
 # Work buffers (im2col matrices, products, padded copies) are kept per thread between

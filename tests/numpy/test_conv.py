@@ -912,6 +912,37 @@ def test_small_batches_stay_in_the_calling_thread(monkeypatch):
             assert_close(out, expected, rtol=1e-4, atol=1e-4)
 
 
+def test_calling_thread_with_several_blas_threads_takes_larger_chunks(monkeypatch):
+    """A small batch stays in the calling thread; with 2 BLAS threads its chunks follow
+    _PARALLEL_CHUNK_BYTES (here forced small, so there are several, the last one shorter),
+    with 1 thread _CHUNK_BYTES, and both agree with torch."""
+    from threadpoolctl import threadpool_limits
+
+    monkeypatch.setattr(conv_module, "_PARALLEL_MIN_BYTES", 2**40)
+    rng = np.random.default_rng(15)
+    x, w, b = (rng.standard_normal((7, 3, 9, 8)), rng.standard_normal((4, 3, 3, 3)),
+               rng.standard_normal(4))
+    per_image = 3 * 9 * 9 * 8 * 8  # bytes of im2col matrix for one image, float64
+    seen = []
+    chunks = conv_module._chunks
+    monkeypatch.setattr(conv_module, "_chunks",
+                        lambda *a: seen.append(chunks(*a)) or seen[-1])
+    monkeypatch.setattr(conv_module, "_PARALLEL_CHUNK_BYTES", 3 * per_image)
+    monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 2 * per_image)
+    for threads, size in ((2, 3), (1, 2)):
+        seen.clear()
+        with threadpool_limits(limits=threads, user_api="blas"):
+            assert conv_module._blas_threads()[1] == threads  # else this tests nothing
+            out, cache = conv2d_forward(x, w, b, padding=1)
+            dout = rng.standard_normal(out.shape)
+            grads = conv2d_backward(dout, cache)
+        assert seen and all(max(c.stop - c.start for c in cs) == size for cs in seen)
+        ref_out, ref_grads = torch_conv2d(x, w, b, 1, 1, 1, dout)
+        assert_close(out, ref_out)
+        for g, ref in zip(grads, ref_grads):
+            assert_close(g, ref)
+
+
 @settings(max_examples=200, deadline=None)
 @given(n_images=st.integers(1, 300), bytes_per_image=st.integers(1, 2**24),
        n_workers=st.integers(1, 4))
