@@ -30,11 +30,14 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from typing import NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from ._blas import blas_threads as _blas_threads
+from ._blas import note_workers_used, one_blas_thread, small_products
 from ._utils import as_int, as_pair, check_array, check_dout, check_same_dtype, shape_str
 
 __all__ = [
@@ -272,28 +275,27 @@ _CHUNK_BYTES = 2**21
 # threads, two VGG-like images a chunk (4.7 MB) instead of one took a step from 56.5 to
 # 52.1 ms; larger chunks slowed the strided layer (27.7 ms at 4 MB, 31.3 at 6 MB) and
 # helped no other shape of benchmarks/bench_conv.py.
-# A batch that stays in the calling thread (below _PARALLEL_MIN_BYTES) with several BLAS
-# threads takes chunks of this size too: BLAS shares larger products out better, and
-# fewer chunks make fewer short calls (col2im's). With 2 threads, LeNet-5's C3 at batch
-# 128 took 5.8-6.2 ms instead of 6.4-6.7 and the first VGG-like layer 21.1-22.6 instead
-# of 22.7-23.5 (C1 the same; bench_conv's table in separate processes, in turn); a
-# LeNet-5 epoch on the digits measured the same (0.25-0.27 s at batch 64 and 128). 8 MB
-# chunks made C3 faster still (5.5-5.8 ms) but put the VGG-like layer at 27-29 ms in two
-# runs of four. One BLAS thread keeps the cache-sized chunks.
+# A batch that stays in the calling thread with several BLAS threads (one large image,
+# or a small batch while the workers have not run for a while) takes chunks of this
+# size too: BLAS shares larger products out better, and fewer chunks make fewer short
+# calls (col2im's). With 2 threads, LeNet-5's C3 at batch 128 took 5.8-6.2 ms instead
+# of 6.4-6.7 (then below _PARALLEL_MIN_BYTES). One BLAS thread keeps the cache-sized
+# chunks.
 _PARALLEL_CHUNK_BYTES = 2**22
 _PARALLEL_MIN_IMAGES = 2
 # Below this much im2col matrix for the whole batch, the calling thread does all the
-# chunks with BLAS's own threads for the products. Measured on its own, one conv step
-# after another, LeNet-5's layers at batch 128 run faster in the two worker threads
-# (C1 9.5 -> 6.9 ms, C3 6.8 -> 4.2 with 2 threads), but not inside a training loop: after
-# any multi-threaded BLAS call (a linear layer's product, or a small conv layer's), the
-# idle OpenBLAS thread spins on the other core for about 0.1 s, and the worker thread
-# shares that core with it. One epoch of LeNet-5 on the digits took 0.26 s with this
-# limit and 0.31-0.33 s with a limit of 1 MB (batch 128; 0.26-0.28 against 0.29-0.31 at
-# batch 64), so the small layers stay here. The first VGG-like layer (14 MB) stays here
-# too: on its own it ran faster in the workers (22.6 -> 13.9 ms), but no training loop
-# of such layers has been measured either way.
-_PARALLEL_MIN_BYTES = 2**24
+# chunks: two workers gain nothing on so little work. With 2 threads, fresh inputs each
+# step, a forward + backward step of LeNet-5's C1 and C3 took (calling thread ->
+# workers) at batch 32 (2.5 and 1.9 MB) 2.65 -> 2.56 and 1.69 -> 1.99 ms, at batch 64
+# (5.0 and 3.8 MB) 4.70 -> 3.56 and 3.05 -> 2.79, at batch 128 8.29 -> 6.66 and
+# 6.03 -> 4.20. Inside a training loop the workers only pay when no BLAS thread spins
+# on their core, hence small products on one BLAS thread while they are in use
+# (cnnlib/numpy/_blas.py). A LeNet-5 epoch on the digits with 2 threads, this limit
+# against the earlier 16 MB (which kept LeNet's layers in the calling thread),
+# alternating in one process: 0.283 against 0.280 s at batch 32, 0.244 against 0.248
+# at 64, 0.208 against 0.236 at 128. With the workers but the small products left on
+# two BLAS threads, batch 128 took 0.265 s (0.234 in the calling thread, same run).
+_PARALLEL_MIN_BYTES = 3 * 2**20
 
 
 class _Geometry(NamedTuple):
@@ -364,7 +366,6 @@ def _chunks(n_images: int, bytes_per_image: int, n_workers: int,
 # worker that takes whole chunks, im2col to matrix product to col2im, with BLAS itself
 # single-threaded meanwhile (threadpoolctl); NumPy and BLAS release the GIL. On a busy
 # machine this also avoids BLAS threads spinning at a barrier for a descheduled partner.
-_BLAS = None
 _EXECUTOR = None
 _PARALLEL_LOCK = threading.Lock()
 
@@ -381,42 +382,31 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
 
 
-def _blas_threads():
-    """``(controller, threads)`` for NumPy's BLAS; ``(None, 1)`` without threadpoolctl."""
-    global _BLAS
-    if _BLAS is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-            _BLAS = ThreadpoolController().select(user_api="blas")
-            _BLAS = _BLAS if _BLAS.lib_controllers else False
-        except (ImportError, AttributeError):  # pragma: no cover - no threadpoolctl >= 3
-            _BLAS = False
-    if _BLAS is False:
-        return None, 1
-    return _BLAS, max(1, min(c.num_threads for c in _BLAS.lib_controllers))
-
-
 def _in_parallel(work, n_images: int, bytes_per_image: int) -> list:
     """Run ``work(chunks)`` on the batch's chunks, split over the BLAS threads."""
-    blas, n_workers = _blas_threads()
-    # Handing work to another thread costs tens of microseconds, more on a busy machine,
-    # and small batches gain nothing from it (see _PARALLEL_MIN_BYTES).
-    big = n_images > 1 and n_images * bytes_per_image >= _PARALLEL_MIN_BYTES
-    if n_workers > 1 and big and _PARALLEL_LOCK.acquire(blocking=False):
+    _, n_workers = _blas_threads()
+    small = n_images * bytes_per_image < _PARALLEL_MIN_BYTES
+    if n_workers > 1 and n_images > 1 and not small and _PARALLEL_LOCK.acquire(blocking=False):
         try:
             chunks = _chunks(n_images, bytes_per_image, n_workers)
             groups = [chunks[k::n_workers] for k in range(n_workers) if chunks[k::n_workers]]
             global _EXECUTOR
             if _EXECUTOR is None:
                 _EXECUTOR = ThreadPoolExecutor(thread_name_prefix="cnnlib-conv")
-            with blas.limit(limits=1, user_api="blas"):
+            with one_blas_thread():
                 futures = [_EXECUTOR.submit(work, group) for group in groups[1:]]
                 results = [work(groups[0])]
                 return results + [f.result() for f in futures]
         finally:
+            note_workers_used()
             _PARALLEL_LOCK.release()
-    limit = _PARALLEL_CHUNK_BYTES if n_workers > 1 else _CHUNK_BYTES
-    return [work(_chunks(n_images, bytes_per_image, 1, limit))]
+    # The calling thread does it all: a small batch (see _PARALLEL_MIN_BYTES), on one
+    # BLAS thread while the workers are in use (cnnlib/numpy/_blas.py); or one large
+    # image, or a batch while the workers serve another thread's convolution.
+    with small_products() if small else nullcontext():
+        _, threads = _blas_threads()
+        limit = _PARALLEL_CHUNK_BYTES if threads > 1 else _CHUNK_BYTES
+        return [work(_chunks(n_images, bytes_per_image, 1, limit))]
 
 
 # Work buffers (im2col matrices, products, padded copies) are kept per thread between

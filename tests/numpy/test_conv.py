@@ -9,6 +9,7 @@ float64 over shapes drawn by hypothesis. Then float32, dtypes, and bad input.
 from __future__ import annotations
 
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -912,35 +913,65 @@ def test_small_batches_stay_in_the_calling_thread(monkeypatch):
             assert_close(out, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_calling_thread_with_several_blas_threads_takes_larger_chunks(monkeypatch):
-    """A small batch stays in the calling thread; with 2 BLAS threads its chunks follow
-    _PARALLEL_CHUNK_BYTES (here forced small, so there are several, the last one shorter),
-    with 1 thread _CHUNK_BYTES, and both agree with torch."""
+def test_small_batch_in_the_calling_thread_uses_one_blas_thread_while_workers_are_in_use(
+        monkeypatch):
+    """A small batch stays in the calling thread. With 2 BLAS threads and the workers
+    idle for a while, its products use both BLAS threads and its chunks follow
+    _PARALLEL_CHUNK_BYTES (here forced small, so there are several, the last one
+    shorter); right after the workers ran, it runs on one BLAS thread, with
+    _CHUNK_BYTES chunks, as it does with 1 thread; all agree with torch, and the limit
+    is lifted afterwards."""
     from threadpoolctl import threadpool_limits
+
+    from cnnlib.numpy import _blas
 
     monkeypatch.setattr(conv_module, "_PARALLEL_MIN_BYTES", 2**40)
     rng = np.random.default_rng(15)
     x, w, b = (rng.standard_normal((7, 3, 9, 8)), rng.standard_normal((4, 3, 3, 3)),
                rng.standard_normal(4))
     per_image = 3 * 9 * 9 * 8 * 8  # bytes of im2col matrix for one image, float64
-    seen = []
+    seen = []  # (largest chunk, BLAS threads while the chunks run)
     chunks = conv_module._chunks
-    monkeypatch.setattr(conv_module, "_chunks",
-                        lambda *a: seen.append(chunks(*a)) or seen[-1])
+
+    def record(*a):
+        cs = chunks(*a)
+        seen.append((max(c.stop - c.start for c in cs), conv_module._blas_threads()[1]))
+        return cs
+
+    monkeypatch.setattr(conv_module, "_chunks", record)
     monkeypatch.setattr(conv_module, "_PARALLEL_CHUNK_BYTES", 3 * per_image)
     monkeypatch.setattr(conv_module, "_CHUNK_BYTES", 2 * per_image)
-    for threads, size in ((2, 3), (1, 2)):
+    for threads, workers_ago, expected in ((2, 1e9, (3, 2)), (2, 0.0, (2, 1)),
+                                           (1, 1e9, (2, 1))):
         seen.clear()
         with threadpool_limits(limits=threads, user_api="blas"):
             assert conv_module._blas_threads()[1] == threads  # else this tests nothing
+            monkeypatch.setattr(_blas, "_WORKERS_DONE", time.monotonic() - workers_ago)
             out, cache = conv2d_forward(x, w, b, padding=1)
             dout = rng.standard_normal(out.shape)
             grads = conv2d_backward(dout, cache)
-        assert seen and all(max(c.stop - c.start for c in cs) == size for cs in seen)
+            assert conv_module._blas_threads()[1] == threads
+        assert len(seen) == 2 and set(seen) == {expected}
         ref_out, ref_grads = torch_conv2d(x, w, b, 1, 1, 1, dout)
         assert_close(out, ref_out)
         for g, ref in zip(grads, ref_grads):
             assert_close(g, ref)
+
+
+def test_worker_path_notes_its_use():
+    """The worker path records when it last ran, which keeps small products that follow
+    on one BLAS thread (cnnlib/numpy/_blas.py)."""
+    from threadpoolctl import threadpool_limits
+
+    from cnnlib.numpy import _blas
+
+    x = np.random.default_rng(16).standard_normal((6, 4, 12, 12))
+    w = np.ones((3, 4, 3, 3))
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = time.monotonic()
+        conv2d_forward(x, w, padding=1)  # the fixture sends any batch to the workers
+        assert _blas._WORKERS_DONE >= before and _blas.workers_recently_used()
+        assert conv_module._blas_threads()[1] == 2
 
 
 @settings(max_examples=200, deadline=None)
