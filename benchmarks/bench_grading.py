@@ -11,7 +11,9 @@ Measures, in a scratch course directory:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import shutil
 import sys
 import tempfile
@@ -62,7 +64,8 @@ def loop_margin():
             continue
         code = src.split("### BEGIN HIDDEN TESTS")[1].split("### END HIDDEN TESTS")[0]
         start = time.perf_counter()
-        exec(code, dict(ns))
+        with contextlib.redirect_stdout(io.StringIO()):  # each check prints its verdict
+            exec(code, dict(ns))
         slowest = max(slowest, (time.perf_counter() - start, cell["metadata"]["nbgrader"][
             "grade_id"]))
     grader.close()
