@@ -2,11 +2,11 @@
 
 OpenBLAS's threads do not go to sleep when a multi-threaded product ends: they spin,
 waiting for the next one, for about 0.1 s. conv2d shares a large batch between its own
-worker threads (one per BLAS thread, BLAS limited to one thread meanwhile), and a worker that runs
-while a BLAS thread spins shares a core with it. So while the workers are in use
-(``workers_recently_used``), the other products of ``cnnlib.numpy``, a small
-convolution's or a linear layer's, run on one BLAS thread (``small_products``); a
-second thread saves them microseconds, the spinning cost the workers milliseconds. A
+worker threads (one per BLAS thread, with BLAS limited to one thread meanwhile), and a
+worker that runs while a BLAS thread spins shares a core with it. So while the workers
+are in use (``workers_recently_used``), the other products of ``cnnlib.numpy``, a small
+convolution's or a linear layer's, run on one BLAS thread (``small_products``): a
+second thread saves them microseconds, the spinning costs the workers milliseconds. A
 loop that never uses the workers keeps BLAS's threads for every product.
 
 Measured on LeNet-5 training on the digits at batch 128 with 2 threads (one epoch of
