@@ -629,6 +629,10 @@ def _conv_backward(dout, w2, g: _Geometry, x_shape, *, x=None, need_dx=True,
     "same" 3x3 layer that keeps its channel count). On the VGG-like layer of
     benchmarks/bench_conv.py it took the input gradient from 34.6 to 30.6 ms with one
     thread.
+
+    Either way ``dx`` reads a matrix no larger than ``x``'s im2col matrix, so the batch
+    is split the same whether or not ``dx`` is computed, and ``dw`` and ``db``, summed
+    chunk by chunk, come out the same to the last bit.
     """
     n, f = dout.shape[:2]
     (ho, wo), ckk = g.out_hw, w2.shape[1]
@@ -643,12 +647,12 @@ def _conv_backward(dout, w2, g: _Geometry, x_shape, *, x=None, need_dx=True,
             w2.reshape(f, c, kh, kw)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(c, -1)
     else:
         order = _col2im_order(g, _taps(g)) if need_dx else None
-    fkk_hw = f * g.kernel[0] * g.kernel[1] * h * w if flipped is not None else 0
-    bytes_per_image = max(ckk * ho * wo, fkk_hw) * dtype.itemsize
+    # The flipped route's matrix, F*KH*KW*H*W per image, is no larger (its condition).
+    bytes_per_image = ckk * ho * wo * dtype.itemsize
 
     def work(chunks):
         per = max(sl.stop - sl.start for sl in chunks)
-        buf = _scratch("cols", max(ckk * ho * wo, fkk_hw) * per, dtype)
+        buf = _scratch("cols", ckk * ho * wo * per, dtype)
         minor = _images_minor(g, per)
         pad_buf = None if x is None else _pad_buffer(g, c, per, dtype, minor)
         if flipped is not None:
@@ -768,7 +772,7 @@ def conv2d_forward_naive(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = No
     return out, Conv2dCache(x, w, stride, pads, dilation, b is not None)
 
 
-def conv2d_backward(dout: np.ndarray, cache: Conv2dCache):
+def conv2d_backward(dout: np.ndarray, cache: Conv2dCache, *, need_dx: bool = True):
     """Gradients of a convolution with respect to its input, filters and bias.
 
     With ``cols`` the im2col matrix of ``x`` and ``W = w.reshape(C_out, -1)``, the
@@ -782,10 +786,14 @@ def conv2d_backward(dout: np.ndarray, cache: Conv2dCache):
         Gradient of the loss with respect to the forward output; same dtype.
     cache : Conv2dCache
         From ``conv2d_forward`` or ``conv2d_forward_naive``.
+    need_dx : bool
+        ``False`` skips the input gradient, as PyTorch does for an input that does not
+        require one (a network's images): ``dx`` is then ``None``, and ``dw`` and ``db``
+        are the same as with it, to the last bit.
 
     Returns
     -------
-    dx : ndarray, shape (N, C_in, H, W)
+    dx : ndarray, shape (N, C_in, H, W), or None when ``need_dx`` is False
     dw : ndarray, shape (C_out, C_in, KH, KW)
     db : ndarray, shape (C_out,), or None
         ``None`` when the forward pass had no bias.
@@ -802,10 +810,13 @@ def conv2d_backward(dout: np.ndarray, cache: Conv2dCache):
     (h, wd), (kh, kw) = x.shape[2:], w.shape[2:]
     out_hw = ((h + pads[0] + pads[1] - dilation[0] * (kh - 1) - 1) // stride[0] + 1,
               (wd + pads[2] + pads[3] - dilation[1] * (kw - 1) - 1) // stride[1] + 1)
+    if not isinstance(need_dx, (bool, np.bool_)):
+        raise TypeError(f"need_dx must be True or False, got {need_dx!r}")
     dout = check_dout(dout, (n, c_out, *out_hw), x.dtype, ndim=4)
     g = _Geometry((kh, kw), stride, pads, dilation, (h, wd), out_hw)
     dx, dw2, db = _conv_backward(dout, w.reshape(c_out, -1), g, x.shape, x=x,
-                                 need_db=has_bias)  # dw2: (C_out, C_in*KH*KW)
+                                 need_dx=bool(need_dx), need_db=has_bias)
+    # dw2: (C_out, C_in*KH*KW)
     return dx, dw2.reshape(w.shape), db
 
 

@@ -14,7 +14,10 @@ The interface (every layer, and :class:`Sequential`)
 ``dx = layer.backward(dout)``
     Gradient of the input for the last forward pass; fills ``layer.grads``. Gradients
     are overwritten by every backward, not accumulated as in PyTorch, so there is no
-    ``zero_grad`` to forget.
+    ``zero_grad`` to forget. ``layer.backward(dout, need_dx=False)`` fills the same
+    gradients and returns ``None``: a network's first layer need not compute the
+    gradient of the images (a convolution then skips that work, as PyTorch does for an
+    input that does not require a gradient).
 ``layer.params``, ``layer.grads``, ``layer.buffers``
     Dicts name -> array with PyTorch's names (``"weight"``, ``"bias"``,
     ``"running_mean"``; ``"0.weight"`` inside a :class:`Sequential`). ``params`` holds
@@ -185,21 +188,29 @@ class Module:
 
     __call__ = forward
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
+    def backward(self, dout: np.ndarray, *, need_dx: bool = True) -> np.ndarray | None:
         """Gradient of the input for the last forward pass; stores parameter gradients.
 
         Parameters
         ----------
         dout : ndarray, shape of the last forward's output
             Gradient of the loss with respect to that output.
+        need_dx : bool
+            ``False`` when nothing needs the input's gradient (the images, for a
+            network's first layer): the parameter gradients are stored as usual and
+            ``None`` is returned, and layers that can skip the work do.
 
         Returns
         -------
-        dx : ndarray, shape of the last forward's input
+        dx : ndarray, shape of the last forward's input, or None
         """
+        _check_bool(need_dx, "need_dx")
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        dx, grads = self._backward(dout, self._cache)
+        if need_dx:
+            dx, grads = self._backward(dout, self._cache)
+        else:
+            dx, grads = None, self._param_backward(dout, self._cache)
         self.grads = grads
         return dx
 
@@ -208,6 +219,10 @@ class Module:
 
     def _backward(self, dout, cache):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _param_backward(self, dout, cache) -> dict:
+        """The parameter gradients alone; layers whose op can skip ``dx`` override it."""
+        return self._backward(dout, cache)[1]
 
     # -- parameters ----------------------------------------------------------------
     def parameters(self) -> int:
@@ -319,6 +334,10 @@ class Conv2d(Module):
     def _backward(self, dout, cache):
         dx, dw, db = conv2d_backward(dout, cache)
         return dx, ({"weight": dw} if db is None else {"weight": dw, "bias": db})
+
+    def _param_backward(self, dout, cache):
+        _, dw, db = conv2d_backward(dout, cache, need_dx=False)
+        return {"weight": dw} if db is None else {"weight": dw, "bias": db}
 
     def extra_repr(self):
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -779,10 +798,13 @@ class Sequential(Module):
 
     __call__ = forward
 
-    def backward(self, dout):
-        for layer in reversed(self.layers):
+    def backward(self, dout, *, need_dx=True):
+        _check_bool(need_dx, "need_dx")
+        if not self.layers:
+            return dout if need_dx else None
+        for layer in reversed(self.layers[1:]):
             dout = layer.backward(dout)
-        return dout
+        return self.layers[0].backward(dout, need_dx=need_dx)
 
     def _collect(self, attr: str) -> dict[str, np.ndarray]:
         return {f"{i}.{k}": v for i, layer in enumerate(self.layers)

@@ -57,6 +57,7 @@ Example
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import sys
@@ -105,6 +106,16 @@ class Trainer:
         if not (schedule is None or schedule == "cosine" or callable(schedule)):
             raise ValueError(f"schedule must be None, 'cosine' or a callable, got {schedule!r}")
         self.model = model
+        # Nothing needs the gradient of the images, so the first layer may skip it. For
+        # LeNet-5's first conv that is 40-43 % of its backward pass at batch 32 to 128,
+        # and an epoch on the digits took 11-13 % less time (2 threads, alternating in
+        # one process: 0.229 s instead of 0.257 at batch 64). A model whose own backward
+        # takes no need_dx still works.
+        try:
+            takes = "need_dx" in inspect.signature(model.backward).parameters
+        except (AttributeError, TypeError, ValueError):
+            takes = False
+        self._backward_kwargs = {"need_dx": False} if takes else {}
         self.rule = _RULES[optimizer]
         self.learning_rate = float(learning_rate)
         self.optim_config = dict(optim_config or {})
@@ -208,7 +219,7 @@ class Trainer:
                 xb = self._prepare(xb)
                 scores = self.model.forward(xb, training=True)
                 loss, dscores = softmax_cross_entropy(scores, y[idx])
-                self.model.backward(dscores)
+                self.model.backward(dscores, **self._backward_kwargs)
                 self._step(rate)
                 total_loss += float(loss) * len(idx)
                 total_correct += int(np.sum(scores.argmax(axis=1) == y[idx]))

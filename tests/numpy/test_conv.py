@@ -913,6 +913,33 @@ def test_small_batches_stay_in_the_calling_thread(monkeypatch):
             assert_close(out, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("c_in, c_out, k, stride, padding", [
+    (4, 3, 3, 1, 1),   # dx by the flipped kernel (C_out*H*W <= C_in*H_out*W_out)
+    (2, 5, 3, 1, 0),   # dx by col2im
+    (3, 4, 3, 2, 1),   # strided: col2im
+])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_backward_without_dx_gives_the_same_weight_and_bias_gradients(
+        c_in, c_out, k, stride, padding, threads):
+    """need_dx=False returns dx=None and exactly the dw and db of the full call."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((9, c_in, 11, 10)).astype(np.float32)
+    w = rng.standard_normal((c_out, c_in, k, k)).astype(np.float32)
+    b = rng.standard_normal(c_out).astype(np.float32)
+    with threadpool_limits(limits=threads, user_api="blas"):
+        out, cache = conv2d_forward(x, w, b, stride=stride, padding=padding)
+        dout = rng.standard_normal(out.shape).astype(np.float32)
+        dx, dw, db = conv2d_backward(dout, cache)
+        none, dw2, db2 = conv2d_backward(dout, cache, need_dx=False)
+    assert dx is not None and none is None
+    np.testing.assert_array_equal(dw2, dw)
+    np.testing.assert_array_equal(db2, db)
+    with pytest.raises(TypeError, match="need_dx"):
+        conv2d_backward(dout, cache, need_dx="no")
+
+
 def test_small_batch_in_the_calling_thread_uses_one_blas_thread_while_workers_are_in_use(
         monkeypatch):
     """A small batch stays in the calling thread. With 2 BLAS threads and the workers

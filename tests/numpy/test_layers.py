@@ -347,6 +347,49 @@ def test_sequential_backward_equals_numerical_gradient():
         assert cn.rel_error(grads[name], num) < 1e-6, name
 
 
+@pytest.mark.parametrize("name", list(CASES))
+def test_backward_without_dx_stores_the_same_gradients(name):
+    """need_dx=False returns None and leaves exactly the gradients of a full backward."""
+    (make, _, _, _), shape = CASES[name]
+    rng = np.random.default_rng(1)
+    layer = make(np.float64)
+    x = rng.standard_normal(shape)
+    out = layer(x)
+    dout = rng.standard_normal(out.shape)
+    layer.backward(dout)
+    full = {k: v.copy() for k, v in layer.grads.items()}
+    assert layer.backward(dout, need_dx=False) is None
+    assert set(layer.grads) == set(full)
+    for k in full:
+        np.testing.assert_array_equal(layer.grads[k], full[k])
+    with pytest.raises(TypeError, match="need_dx"):
+        layer.backward(dout, need_dx=0)
+
+
+def test_sequential_backward_without_dx_skips_only_the_first_layer(monkeypatch):
+    """The first conv is asked for no input gradient, every other layer for its own."""
+    rng = np.random.default_rng(2)
+    net = tiny_net()
+    x = rng.standard_normal((2, 2, 6, 6))
+    dout = rng.standard_normal(net(x, training=True).shape)
+    net.backward(dout)
+    full = {k: v.copy() for k, v in net.grads.items()}
+    asked = []
+    conv_backward = L.conv2d_backward
+
+    def spy(d, cache, **kwargs):
+        asked.append(kwargs.get("need_dx", True))
+        return conv_backward(d, cache, **kwargs)
+
+    monkeypatch.setattr(L, "conv2d_backward", spy)
+    assert net.backward(dout, need_dx=False) is None
+    assert asked == [True, False]  # backward runs from the last conv to the first
+    for k, v in full.items():
+        np.testing.assert_array_equal(net.grads[k], v)
+    assert cn.Sequential().backward(dout) is dout
+    assert cn.Sequential().backward(dout, need_dx=False) is None
+
+
 def test_sequential_matches_torch_twin():
     net = tiny_net()
     twin = torch.nn.Sequential(

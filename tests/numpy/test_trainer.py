@@ -56,6 +56,54 @@ def test_one_epoch_equals_pytorch_loop(optimizer, torch_opt, config):
     assert history["train_loss"][0] == pytest.approx(np.mean(losses), rel=1e-9)
 
 
+class _OldStyleModel:
+    """A model whose backward takes no need_dx: the trainer must still drive it."""
+
+    def __init__(self, net):
+        self.net = net
+        self.calls = 0
+
+    def forward(self, x, *, training=False):
+        return self.net.forward(x, training=training)
+
+    def backward(self, dout):
+        self.calls += 1
+        return self.net.backward(dout)
+
+    @property
+    def params(self):
+        return self.net.params
+
+    @property
+    def grads(self):
+        return self.net.grads
+
+
+def test_first_layer_skips_the_image_gradient_and_old_models_still_train(monkeypatch):
+    """The trainer asks a Sequential for no image gradient (LeNet's first conv then skips
+    it), and trains exactly as a model whose backward always computes it."""
+    x, y = small_problem()
+    asked = []
+    first_backward = cn.Conv2d.backward
+
+    def spy(self, dout, **kwargs):
+        asked.append(kwargs.get("need_dx", True))
+        return first_backward(self, dout, **kwargs)
+
+    monkeypatch.setattr(cn.Conv2d, "backward", spy)
+    settings = dict(optimizer="adam", learning_rate=0.01, batch_size=16, normalize=False,
+                    seed=3, progress=False)
+    net = cn.lenet5(rng=0)
+    cn.Trainer(net, **settings).fit(x, y, epochs=1)
+    assert asked == [True, False] * 3  # C3 then C1, for each of 3 batches
+    old = _OldStyleModel(cn.lenet5(rng=0))
+    asked.clear()
+    cn.Trainer(old, **settings).fit(x, y, epochs=1)
+    assert old.calls == 3 and asked == [True, True] * 3
+    for k, v in net.params.items():
+        np.testing.assert_array_equal(old.params[k], v)
+
+
 def test_history_evaluate_and_learning():
     split = load_digits(8)
     net = cn.Sequential(cn.Flatten(), cn.Linear(64, 32, rng=0), cn.ReLU(),
