@@ -40,6 +40,7 @@ their PyTorch twin is ``nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())``.
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 
@@ -141,6 +142,15 @@ def _positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return int(value)
+
+
+def _takes_need_dx(module) -> bool:
+    """Whether ``module.backward`` accepts ``need_dx`` (a user's override may not)."""
+    try:
+        params = inspect.signature(module.backward).parameters
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return "need_dx" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def _check_bool(value, name: str) -> bool:
@@ -804,7 +814,13 @@ class Sequential(Module):
             return dout if need_dx else None
         for layer in reversed(self.layers[1:]):
             dout = layer.backward(dout)
-        return self.layers[0].backward(dout, need_dx=need_dx)
+        first = self.layers[0]
+        if need_dx:
+            return first.backward(dout)
+        if _takes_need_dx(first):
+            return first.backward(dout, need_dx=False)
+        first.backward(dout)  # a layer class of the user's own, with its own backward
+        return None
 
     def _collect(self, attr: str) -> dict[str, np.ndarray]:
         return {f"{i}.{k}": v for i, layer in enumerate(self.layers)

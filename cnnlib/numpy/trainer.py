@@ -57,7 +57,6 @@ Example
 
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
 import sys
@@ -65,6 +64,7 @@ import time
 
 import numpy as np
 
+from .layers import _takes_need_dx
 from .losses import softmax_cross_entropy
 from .optim import adam, sgd, sgd_momentum
 
@@ -111,11 +111,7 @@ class Trainer:
         # and an epoch on the digits took 11-13 % less time (2 threads, alternating in
         # one process: 0.229 s instead of 0.257 at batch 64). A model whose own backward
         # takes no need_dx still works.
-        try:
-            takes = "need_dx" in inspect.signature(model.backward).parameters
-        except (AttributeError, TypeError, ValueError):
-            takes = False
-        self._backward_kwargs = {"need_dx": False} if takes else {}
+        self._backward_kwargs = {"need_dx": False} if _takes_need_dx(model) else {}
         self.rule = _RULES[optimizer]
         self.learning_rate = float(learning_rate)
         self.optim_config = dict(optim_config or {})

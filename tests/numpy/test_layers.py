@@ -390,6 +390,22 @@ def test_sequential_backward_without_dx_skips_only_the_first_layer(monkeypatch):
     assert cn.Sequential().backward(dout, need_dx=False) is None
 
 
+def test_sequential_backward_without_dx_accepts_a_first_layer_of_the_users_own():
+    """A first layer whose own backward takes no need_dx still gets its backward call."""
+
+    class Doubling(cn.ReLU):
+        def backward(self, dout):  # an older-style override
+            self.calls = getattr(self, "calls", 0) + 1
+            return 2 * dout
+
+    first = Doubling()
+    net = cn.Sequential(first, cn.Linear(3, 2, rng=0, dtype=np.float64))
+    x = np.random.default_rng(4).standard_normal((5, 3))
+    dout = np.ones_like(net(x, training=True))
+    assert net.backward(dout, need_dx=False) is None and first.calls == 1
+    np.testing.assert_array_equal(net.backward(dout), 2 * (dout @ net.params["1.weight"]))
+
+
 def test_sequential_matches_torch_twin():
     net = tiny_net()
     twin = torch.nn.Sequential(
