@@ -671,6 +671,10 @@ class Linear(Module):
         dx, dw, db = linear_backward(dout, cache)
         return dx, ({"weight": dw} if db is None else {"weight": dw, "bias": db})
 
+    def _param_backward(self, dout, cache):
+        _, dw, db = linear_backward(dout, cache, need_dx=False)
+        return {"weight": dw} if db is None else {"weight": dw, "bias": db}
+
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={'bias' in self.params}")
@@ -809,12 +813,21 @@ class Sequential(Module):
     __call__ = forward
 
     def backward(self, dout, *, need_dx=True):
+        """Backward through the layers in reverse; see :meth:`Module.backward`.
+
+        With ``need_dx=False`` the layers before the first one with parameters (a
+        leading ``Flatten``, say) are skipped, since nothing reads their gradients, and
+        that first one is asked for no input gradient.
+        """
         _check_bool(need_dx, "need_dx")
-        if not self.layers:
-            return dout if need_dx else None
-        for layer in reversed(self.layers[1:]):
+        n = len(self.layers)
+        start = 0 if need_dx else next((i for i, layer in enumerate(self.layers)
+                                         if layer.params), n)
+        for layer in reversed(self.layers[start + 1:]):
             dout = layer.backward(dout)
-        first = self.layers[0]
+        if start == n:  # no layers, or (without dx) no parameters anywhere
+            return dout if need_dx else None
+        first = self.layers[start]
         if need_dx:
             return first.backward(dout)
         if _takes_need_dx(first):

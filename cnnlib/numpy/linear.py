@@ -106,17 +106,19 @@ def linear_forward(x, w, b=None):
     return out, LinearCache(x, w, b is not None)
 
 
-def linear_backward(dout, cache):
+def linear_backward(dout, cache, *, need_dx=True):
     """Gradients of the fully connected layer.
 
     Parameters
     ----------
     dout : ndarray, shape (N, out_features)
     cache : LinearCache
+    need_dx : bool
+        ``False`` skips the input gradient (a network's first layer): ``dx`` is ``None``.
 
     Returns
     -------
-    dx : ndarray, shape (N, in_features)
+    dx : ndarray, shape (N, in_features), or None when ``need_dx`` is False
     dw : ndarray, shape (out_features, in_features)
     db : ndarray, shape (out_features,), or None when the forward had no bias
         The bias is added to every row, so its gradient sums over the batch.
@@ -126,8 +128,10 @@ def linear_backward(dout, cache):
     Chapter 5 (the classifier head).
     """
     x, w, has_bias = cache
+    if not isinstance(need_dx, (bool, np.bool_)):
+        raise TypeError(f"need_dx must be True or False, got {need_dx!r}")
     dout = check_dout(dout, (x.shape[0], w.shape[0]), x.dtype)
-    dx = _product(dout, w)  # (N, in_features)
+    dx = _product(dout, w) if need_dx else None  # (N, in_features)
     dw = _product(dout.T, x)  # (out_features, in_features)
     db = dout.sum(axis=0) if has_bias else None
     return dx, dw, db

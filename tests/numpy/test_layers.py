@@ -393,17 +393,49 @@ def test_sequential_backward_without_dx_skips_only_the_first_layer(monkeypatch):
 def test_sequential_backward_without_dx_accepts_a_first_layer_of_the_users_own():
     """A first layer whose own backward takes no need_dx still gets its backward call."""
 
-    class Doubling(cn.ReLU):
-        def backward(self, dout):  # an older-style override
+    class OldStyleLinear(cn.Linear):
+        def backward(self, dout):  # an override written before need_dx existed
             self.calls = getattr(self, "calls", 0) + 1
-            return 2 * dout
+            return super().backward(dout)
 
-    first = Doubling()
-    net = cn.Sequential(first, cn.Linear(3, 2, rng=0, dtype=np.float64))
+    first = OldStyleLinear(3, 4, rng=0, dtype=np.float64)
+    net = cn.Sequential(first, cn.Tanh(), cn.Linear(4, 2, rng=1, dtype=np.float64))
     x = np.random.default_rng(4).standard_normal((5, 3))
     dout = np.ones_like(net(x, training=True))
-    assert net.backward(dout, need_dx=False) is None and first.calls == 1
-    np.testing.assert_array_equal(net.backward(dout), 2 * (dout @ net.params["1.weight"]))
+    dx = net.backward(dout)
+    full = {k: v.copy() for k, v in net.grads.items()}
+    assert net.backward(dout, need_dx=False) is None and first.calls == 2
+    for k, v in full.items():
+        np.testing.assert_array_equal(net.grads[k], v)
+    assert dx.shape == x.shape
+
+
+def test_sequential_backward_without_dx_skips_leading_layers_without_parameters(
+        monkeypatch):
+    """An MLP's leading Flatten is not run backward, its Linear computes no dx, and the
+    gradients are those of the full backward."""
+    net = cn.Sequential(cn.Flatten(), cn.Linear(12, 5, rng=0, dtype=np.float64), cn.ReLU(),
+                        cn.Linear(5, 3, rng=1, dtype=np.float64))
+    x = np.random.default_rng(5).standard_normal((4, 3, 2, 2))
+    dout = np.ones_like(net(x, training=True))
+    net.backward(dout)
+    full = {k: v.copy() for k, v in net.grads.items()}
+    flatten_calls, asked = [], []
+    monkeypatch.setattr(cn.Flatten, "backward", lambda self, d, **kw: flatten_calls.append(1))
+    linear_backward = L.linear_backward
+
+    def spy(d, cache, **kwargs):
+        asked.append(kwargs.get("need_dx", True))
+        return linear_backward(d, cache, **kwargs)
+
+    monkeypatch.setattr(L, "linear_backward", spy)
+    assert net.backward(dout, need_dx=False) is None
+    assert flatten_calls == [] and asked == [True, False]
+    for k, v in full.items():
+        np.testing.assert_array_equal(net.grads[k], v)
+    no_params = cn.Sequential(cn.Flatten(), cn.ReLU())
+    no_params(x)
+    assert no_params.backward(np.ones((4, 12)), need_dx=False) is None
 
 
 def test_sequential_matches_torch_twin():

@@ -263,3 +263,17 @@ def test_dropout_bad_inputs():
     _, cache = dropout_forward(x, p=0.5, rng=rng)
     with pytest.raises(ValueError, match=r"dout has shape \(3, 2\).*\(2, 3\)"):
         dropout_backward(np.ones((3, 2)), cache)
+
+
+def test_linear_backward_without_dx():
+    rng = np.random.default_rng(8)
+    x, w, b = rng.standard_normal((6, 5)), rng.standard_normal((4, 5)), rng.standard_normal(4)
+    out, cache = linear_forward(x, w, b)
+    dout = rng.standard_normal(out.shape)
+    dx, dw, db = linear_backward(dout, cache)
+    none, dw2, db2 = linear_backward(dout, cache, need_dx=False)
+    assert dx is not None and none is None
+    np.testing.assert_array_equal(dw2, dw)
+    np.testing.assert_array_equal(db2, db)
+    with pytest.raises(TypeError, match="need_dx"):
+        linear_backward(dout, cache, need_dx=None)
