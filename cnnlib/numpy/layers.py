@@ -16,8 +16,8 @@ The interface (every layer, and :class:`Sequential`)
     are overwritten by every backward, not accumulated as in PyTorch, so there is no
     ``zero_grad`` to forget. ``layer.backward(dout, need_dx=False)`` fills the same
     gradients and returns ``None``: a network's first layer need not compute the
-    gradient of the images (a convolution then skips that work, as PyTorch does for an
-    input that does not require a gradient).
+    gradient of the images (a convolution or a linear layer then skips that work, as
+    PyTorch does for an input that does not require a gradient).
 ``layer.params``, ``layer.grads``, ``layer.buffers``
     Dicts name -> array with PyTorch's names (``"weight"``, ``"bias"``,
     ``"running_mean"``; ``"0.weight"`` inside a :class:`Sequential`). ``params`` holds
