@@ -700,12 +700,15 @@ LAYOUT_CASES = [
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("minor", [False, True])
+@pytest.mark.parametrize("minor, products_per_image",
+                         [(False, False), (False, True), (True, False)])
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", LAYOUT_CASES)
-def test_both_column_orders_match_torch(monkeypatch, threads, minor, x_shape, w_shape, kwargs):
-    """Columns ordered (image, y, x) or (y, x, image), forced either way, over chunks of
-    unequal size: conv2d's output and gradients, and the transposed convolution's, agree
-    with torch."""
+def test_both_column_orders_match_torch(monkeypatch, threads, minor, products_per_image,
+                                        x_shape, w_shape, kwargs):
+    """Columns ordered (image, y, x) or (y, x, image), forced either way, and in the
+    first order one product per image or per chunk (_per_image_products), over chunks
+    of unequal size: conv2d's output and gradients, and the transposed convolution's,
+    agree with torch."""
     from threadpoolctl import threadpool_limits
 
     rng = np.random.default_rng(12)
@@ -713,6 +716,11 @@ def test_both_column_orders_match_torch(monkeypatch, threads, minor, x_shape, w_
                rng.standard_normal(w_shape[0]))
     stride = kwargs.get("stride", 1)
     monkeypatch.setattr(conv_module, "_images_minor", lambda g, images: minor)
+    monkeypatch.setattr(conv_module, "_DIRECT_MIN_COLUMNS", 1 if products_per_image else 10**9)
+    g_seen = []
+    choose = conv_module._per_image_products
+    monkeypatch.setattr(conv_module, "_per_image_products",
+                        lambda g, m: g_seen.append(choose(g, m)) or g_seen[-1])
     per_image = x_shape[1] * w_shape[2] * w_shape[3] * x_shape[2] * x_shape[3] * 8
     for name in ("_CHUNK_BYTES", "_PARALLEL_CHUNK_BYTES"):
         monkeypatch.setattr(conv_module, name, 2 * per_image)  # chunks of about 2 images
@@ -735,6 +743,17 @@ def test_both_column_orders_match_torch(monkeypatch, threads, minor, x_shape, w_
     assert_close(t_out, t_ref.detach().numpy())
     assert_close(t_grads[0], dt.grad.numpy())
     assert_close(t_grads[1], wt.grad.numpy())
+    assert g_seen and set(g_seen) == {products_per_image}  # the path we meant
+
+
+def test_per_image_products_only_for_large_images_in_the_first_column_order():
+    """The first VGG-like layer (64x64 outputs) takes one product per image; 32x32
+    outputs, and any chunk in the (y, x, image) order, one product per chunk."""
+    def geometry(out_hw):
+        return conv_module._Geometry((3, 3), (1, 1), (1, 1, 1, 1), (1, 1), out_hw, out_hw)
+    assert conv_module._per_image_products(geometry((64, 64)), False)
+    assert not conv_module._per_image_products(geometry((64, 64)), True)
+    assert not conv_module._per_image_products(geometry((32, 32)), False)
 
 
 def test_column_order_follows_images_per_chunk_against_output_width():
@@ -919,10 +938,14 @@ def test_small_batches_stay_in_the_calling_thread(monkeypatch):
     (3, 4, 3, 2, 1),   # strided: col2im
 ])
 @pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("per_image", [False, True])
 def test_backward_without_dx_gives_the_same_weight_and_bias_gradients(
-        c_in, c_out, k, stride, padding, threads):
+        monkeypatch, c_in, c_out, k, stride, padding, threads, per_image):
     """need_dx=False returns dx=None and exactly the dw and db of the full call."""
     from threadpoolctl import threadpool_limits
+
+    monkeypatch.setattr(conv_module, "_DIRECT_MIN_COLUMNS", 1 if per_image else 10**9)
+    monkeypatch.setattr(conv_module, "_images_minor", lambda g, images: False)
 
     rng = np.random.default_rng(21)
     x = rng.standard_normal((9, c_in, 11, 10)).astype(np.float32)
