@@ -366,6 +366,18 @@ def test_backward_without_dx_stores_the_same_gradients(name):
         layer.backward(dout, need_dx=0)
 
 
+def _record_need_dx(monkeypatch, op_name):
+    """Wrap the layers module's ``op_name`` so that each call records its need_dx."""
+    asked, op = [], getattr(L, op_name)
+
+    def spy(d, cache, **kwargs):
+        asked.append(kwargs.get("need_dx", True))
+        return op(d, cache, **kwargs)
+
+    monkeypatch.setattr(L, op_name, spy)
+    return asked
+
+
 def test_sequential_backward_without_dx_skips_only_the_first_layer(monkeypatch):
     """The first conv is asked for no input gradient, every other layer for its own."""
     rng = np.random.default_rng(2)
@@ -374,14 +386,7 @@ def test_sequential_backward_without_dx_skips_only_the_first_layer(monkeypatch):
     dout = rng.standard_normal(net(x, training=True).shape)
     net.backward(dout)
     full = {k: v.copy() for k, v in net.grads.items()}
-    asked = []
-    conv_backward = L.conv2d_backward
-
-    def spy(d, cache, **kwargs):
-        asked.append(kwargs.get("need_dx", True))
-        return conv_backward(d, cache, **kwargs)
-
-    monkeypatch.setattr(L, "conv2d_backward", spy)
+    asked = _record_need_dx(monkeypatch, "conv2d_backward")
     assert net.backward(dout, need_dx=False) is None
     assert asked == [True, False]  # backward runs from the last conv to the first
     for k, v in full.items():
@@ -420,15 +425,9 @@ def test_sequential_backward_without_dx_skips_leading_layers_without_parameters(
     dout = np.ones_like(net(x, training=True))
     net.backward(dout)
     full = {k: v.copy() for k, v in net.grads.items()}
-    flatten_calls, asked = [], []
+    flatten_calls = []
     monkeypatch.setattr(cn.Flatten, "backward", lambda self, d, **kw: flatten_calls.append(1))
-    linear_backward = L.linear_backward
-
-    def spy(d, cache, **kwargs):
-        asked.append(kwargs.get("need_dx", True))
-        return linear_backward(d, cache, **kwargs)
-
-    monkeypatch.setattr(L, "linear_backward", spy)
+    asked = _record_need_dx(monkeypatch, "linear_backward")
     assert net.backward(dout, need_dx=False) is None
     assert flatten_calls == [] and asked == [True, False]
     for k, v in full.items():
