@@ -62,6 +62,13 @@ def check_same_shape(a: np.ndarray, a_name: str, b: np.ndarray, b_name: str) -> 
                          f"{shape_str(b)}; they must be equal")
 
 
+def check_bool(value, name: str) -> bool:
+    """Return ``value`` if it is ``True`` or ``False``; anything else is a TypeError."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 def as_int(value, name: str, *, minimum: int | None = None) -> int:
     """Return ``value`` as a Python int, rejecting bools, floats and values below minimum."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._utils import as_real, check_array, check_dout, check_same_dtype, shape_str
+from ._utils import as_real, check_array, check_bool, check_dout, check_same_dtype, shape_str
 
 __all__ = ["batchnorm2d_forward", "batchnorm2d_backward", "fuse_conv_bn"]
 
@@ -88,8 +88,7 @@ def batchnorm2d_forward(x, gamma, beta, running_mean, running_var, *, training,
     check_array(x, "x", ndim=4, finite=True)
     _check_channel_vectors(x.shape[1], x, "x", "channels", gamma=gamma, beta=beta,
                            running_mean=running_mean, running_var=running_var)
-    if not isinstance(training, bool):
-        raise TypeError(f"training must be True or False, got {training!r}")
+    check_bool(training, "training")
     momentum = as_real(momentum, "momentum", low=0.0, high=1.0)
     eps = as_real(eps, "eps", low=0.0)
     n, c, h, w = x.shape

@@ -38,7 +38,15 @@ from numpy.lib.stride_tricks import as_strided
 
 from ._blas import blas_threads as _blas_threads
 from ._blas import note_workers_used, one_blas_thread, small_products
-from ._utils import as_int, as_pair, check_array, check_dout, check_same_dtype, shape_str
+from ._utils import (
+    as_int,
+    as_pair,
+    check_array,
+    check_bool,
+    check_dout,
+    check_same_dtype,
+    shape_str,
+)
 
 __all__ = [
     "Conv2dCache",
@@ -870,12 +878,11 @@ def conv2d_backward(dout: np.ndarray, cache: Conv2dCache, *, need_dx: bool = Tru
     (h, wd), (kh, kw) = x.shape[2:], w.shape[2:]
     out_hw = ((h + pads[0] + pads[1] - dilation[0] * (kh - 1) - 1) // stride[0] + 1,
               (wd + pads[2] + pads[3] - dilation[1] * (kw - 1) - 1) // stride[1] + 1)
-    if not isinstance(need_dx, (bool, np.bool_)):
-        raise TypeError(f"need_dx must be True or False, got {need_dx!r}")
+    check_bool(need_dx, "need_dx")
     dout = check_dout(dout, (n, c_out, *out_hw), x.dtype, ndim=4)
     g = _Geometry((kh, kw), stride, pads, dilation, (h, wd), out_hw)
     dx, dw2, db = _conv_backward(dout, w.reshape(c_out, -1), g, x.shape, x=x,
-                                 need_dx=bool(need_dx), need_db=has_bias)
+                                 need_dx=need_dx, need_db=has_bias)
     # dw2: (C_out, C_in*KH*KW)
     return dx, dw2.reshape(w.shape), db
 

@@ -47,6 +47,7 @@ import numbers
 import numpy as np
 
 from ._utils import as_pair, shape_str
+from ._utils import check_bool as _check_bool
 from .activations import (
     elu_backward,
     elu_forward,
@@ -151,12 +152,6 @@ def _takes_need_dx(module) -> bool:
     except (AttributeError, TypeError, ValueError):
         return False
     return "need_dx" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
-def _check_bool(value, name: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return value
 
 
 def _short(value):

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._blas import small_products
-from ._utils import check_array, check_dout, check_same_dtype, shape_str
+from ._utils import check_array, check_bool, check_dout, check_same_dtype, shape_str
 
 __all__ = [
     "linear_forward", "linear_backward",
@@ -128,8 +128,7 @@ def linear_backward(dout, cache, *, need_dx=True):
     Chapter 5 (the classifier head).
     """
     x, w, has_bias = cache
-    if not isinstance(need_dx, (bool, np.bool_)):
-        raise TypeError(f"need_dx must be True or False, got {need_dx!r}")
+    check_bool(need_dx, "need_dx")
     dout = check_dout(dout, (x.shape[0], w.shape[0]), x.dtype)
     dx = _product(dout, w) if need_dx else None  # (N, in_features)
     dw = _product(dout.T, x)  # (out_features, in_features)
@@ -217,8 +216,7 @@ def dropout_forward(x, *, p=0.5, training=True, rng=None):
     p = float(p)
     if not 0.0 <= p < 1.0:
         raise ValueError(f"p must be in [0, 1) (the probability of dropping an element), got {p}")
-    if not isinstance(training, bool):
-        raise TypeError(f"training must be True or False, got {training!r}")
+    check_bool(training, "training")
     active = training and p > 0.0
     if active and not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator when training with p > 0, got "
