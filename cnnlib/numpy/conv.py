@@ -698,12 +698,13 @@ def _conv_backward(dout, w2, g: _Geometry, x_shape, *, x=None, need_dx=True,
         buf = _scratch("cols", ckk * ho * wo * per, dtype)
         minor = _images_minor(g, per)
         pad_buf = None if x is None else _pad_buffer(g, c, per, dtype, minor)
+        direct = _per_image_products(g, minor)
         if flipped is not None:
             dout_pad = _pad_buffer(flipped, f, per, dtype, minor)
-            dx_buf = _scratch("prod", c * per * h * w, dtype)
+            if not direct:  # per image, the products land in dx itself
+                dx_buf = _scratch("prod", c * per * h * w, dtype)
         dw2t = np.zeros((ckk, f), dtype=dtype) if x is not None else None  # dw2 transposed
         db = np.zeros(f, dtype=dtype) if need_db else None
-        direct = _per_image_products(g, minor)
         for sl in chunks:
             m = sl.stop - sl.start
             if direct:
