@@ -264,6 +264,21 @@ def test_alexnet_paper_feature_maps_follow_the_notes_table():
     assert len(lrn) == 2
 
 
+def test_alexnet_paper_lrn_is_the_papers_formula():
+    # b_c = a_c / (k + alpha * sum of a_j^2 over the n channels around c)^beta, with n=5,
+    # k=2, alpha=1e-4, beta=0.75 (Krizhevsky et al., 2012, section 3.3). PyTorch's layer
+    # divides its alpha by n, so the paper's alpha must be given to it multiplied by n.
+    a = torch.rand(2, 9, 3, 4, generator=torch.Generator().manual_seed(0),
+                   dtype=torch.float64) * 200
+    want = torch.empty_like(a)
+    for c in range(9):
+        lo, hi = max(0, c - 2), min(8, c + 2)
+        want[:, c] = a[:, c] / (2 + 1e-4 * (a[:, lo:hi + 1] ** 2).sum(1)) ** 0.75
+    net = meta(models.alexnet_paper)
+    for index in (2, 6):  # the LRN layers after conv1 and conv2; they hold no parameters
+        torch.testing.assert_close(net.features[index](a), want)
+
+
 def test_lenet5_options():
     assert count_parameters(models.lenet5(input_size=28)) == 61_706 - 400 * 120 + 256 * 120
     relu_max = models.lenet5(activation="relu", pool="max")

@@ -77,8 +77,9 @@ class AlexNetPaper(_AlexNetBase):
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, groups: int = 2,
                  dropout: float = 0.5):
         def lrn() -> nn.LocalResponseNorm:
-            # The paper's constants: n=5, alpha=1e-4, beta=0.75, k=2.
-            return nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)
+            # The paper's constants: n=5, alpha=1e-4, beta=0.75, k=2. PyTorch divides its
+            # alpha by n (as Caffe does), so the paper's 1e-4 is given as 5 * 1e-4.
+            return nn.LocalResponseNorm(size=5, alpha=5 * 1e-4, beta=0.75, k=2.0)
 
         features = nn.Sequential(
             # 224 + 2*2 - 11 = 217; 217 // 4 + 1 = 55: the notes' 55x55x96.
