@@ -351,6 +351,57 @@ def test_bottleneck_identity_shortcut_equals_its_formula():
     torch.testing.assert_close(b(x), F.relu(h + x))
 
 
+def test_plain_block_equals_the_basic_block_formula_without_the_addition():
+    torch.manual_seed(0)
+    b = models.PlainBlock(4, 8, stride=2).double().eval()
+    _randomise_bn(b)
+    x = torch.randn(2, 4, 9, 7, dtype=torch.float64)
+    h = F.relu(_bn_eval(F.conv2d(x, b.conv1.weight, stride=2, padding=1), b.bn1))
+    h = _bn_eval(F.conv2d(h, b.conv2.weight, padding=1), b.bn2)
+    torch.testing.assert_close(b(x), F.relu(h))
+    with pytest.raises(ValueError, match="no shortcut"):
+        models.PlainBlock(4, 8, stride=2, downsample=nn.Identity())
+
+
+def test_plain_small_resnet_is_the_residual_one_without_shortcuts():
+    torch.manual_seed(0)
+    res = models.small_resnet(depth=14, width=4).double().eval()
+    plain = models.small_resnet(depth=14, width=4, shortcuts=False).double().eval()
+    assert all(type(b) is models.PlainBlock
+               for stage in (plain.layer1, plain.layer2, plain.layer3) for b in stage)
+    assert all(b.downsample is None for b in plain.modules() if isinstance(b, models.PlainBlock))
+    res_keys, plain_keys = set(res.state_dict()), set(plain.state_dict())
+    assert plain_keys < res_keys
+    assert all(".downsample." in k for k in res_keys - plain_keys)
+    n_projections = count_parameters(res) - count_parameters(plain)
+    # Two projections (stages 2 and 3): 1x1 conv without bias plus batch norm.
+    assert n_projections == (4 * 8 + 2 * 8) + (8 * 16 + 2 * 16)
+    missing, unexpected = plain.load_state_dict(res.state_dict(), strict=False)
+    assert missing == [] and all(".downsample." in k for k in unexpected)
+
+    # Same weights, different networks: the shortcuts change the output; removing
+    # them by hand from the residual network's blocks gives the plain output.
+    x = torch.randn(3, 1, 8, 8, dtype=torch.float64)
+    assert not torch.allclose(res(x), plain(x))
+    h = res.relu(res.bn1(res.conv1(x)))
+    for stage in (res.layer1, res.layer2, res.layer3):
+        for b in stage:
+            h = F.relu(b.bn2(b.conv2(F.relu(b.bn1(b.conv1(h))))))
+    expected = res.fc(torch.flatten(res.avgpool(h), 1))
+    torch.testing.assert_close(plain(x), expected)
+
+
+@pytest.mark.parametrize(("kwargs", "exc", "match"), [
+    ({"shortcuts": 0}, TypeError, "shortcuts must be True or False"),
+    ({"shortcuts": False, "weights": "DEFAULT"}, ValueError, "shortcuts=False"),
+])
+def test_small_resnet_checks_shortcuts(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        models.small_resnet(**kwargs)
+    with pytest.raises(ValueError, match="zero_init_residual"):
+        models.SmallResNet(shortcuts=False, zero_init_residual=True)
+
+
 def test_projection_shortcuts_only_where_shapes_change():
     r18, r50 = meta(models.resnet18), meta(models.resnet50)
     assert r18.layer1[0].downsample is None  # 64 -> 64, stride 1

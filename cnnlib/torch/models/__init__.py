@@ -15,7 +15,8 @@ vgg11 ... vgg19_bn  VGG configurations A, B, D, E                   9
 small_vgg           VGG-style network for 32x32 inputs              9
 googlenet           Inception v1                                    10
 resnet18 ... 152    ImageNet ResNets                                11
-small_resnet        CIFAR-style ResNet (6n+2 layers)                11
+small_resnet        CIFAR-style ResNet (6n+2 layers), or its plain  11
+                    counterpart without shortcuts
 densenet121         DenseNet-121                                    11
 mobilenet_v2        MobileNetV2                                     11
 ==================  ==============================================  =======
@@ -35,6 +36,7 @@ from .mobilenet import MobileNetV2, mobilenet_v2
 from .resnet import (
     BasicBlock,
     Bottleneck,
+    PlainBlock,
     ResNet,
     SmallResNet,
     make_stage,
@@ -63,7 +65,8 @@ from .vgg import (
 
 __all__ = [
     "AlexNet", "AlexNetPaper", "BasicBlock", "Bottleneck", "DenseNet", "GoogLeNet",
-    "GoogLeNetOutputs", "LeNet5", "MobileNetV2", "ResNet", "SmallResNet", "SmallVGG", "VGG",
+    "GoogLeNetOutputs", "LeNet5", "MobileNetV2", "PlainBlock", "ResNet", "SmallResNet",
+    "SmallVGG", "VGG",
     "alexnet", "alexnet_paper", "cfgs", "densenet121", "get_model", "googlenet", "lenet5",
     "list_models", "make_layers", "make_stage", "mobilenet_v2", "resnet18", "resnet34",
     "resnet50", "resnet101", "resnet152", "small_resnet", "small_vgg", "vgg11", "vgg11_bn",

@@ -5,7 +5,8 @@ block keeps the shape, and a 1x1 convolution with batch norm (a projection) when
 changes the number of channels or the resolution. ``BasicBlock`` (two 3x3 convolutions)
 builds ResNet-18/34; ``Bottleneck`` (1x1 down, 3x3, 1x1 up by ``expansion`` = 4) builds
 ResNet-50/101/152. As in torchvision ("ResNet v1.5"), a bottleneck strides in its 3x3
-convolution, not in the first 1x1.
+convolution, not in the first 1x1. ``PlainBlock`` is a basic block without the shortcut,
+for the paper's "plain" baselines (``small_resnet(shortcuts=False)``).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from torch import nn
 
 from ._api import WeightsArg, check_positive_int, finish, is_meta
 
-__all__ = ["BasicBlock", "Bottleneck", "ResNet", "SmallResNet", "make_stage", "resnet18",
-           "resnet34", "resnet50", "resnet101", "resnet152", "small_resnet"]
+__all__ = ["BasicBlock", "Bottleneck", "PlainBlock", "ResNet", "SmallResNet", "make_stage",
+           "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "small_resnet"]
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
@@ -102,6 +103,31 @@ class Bottleneck(nn.Module):
         return self.relu(out)
 
 
+class PlainBlock(BasicBlock):
+    """A basic block without its shortcut: ``relu(F(x))`` where a residual block has
+    ``relu(F(x) + x)``.
+
+    The "plain" baseline of He et al. (2015): the same layers, parameter names and
+    shapes as a :class:`BasicBlock`, so a plain network can start from a residual
+    network's weights and the two differ only in the additions (and the projections,
+    which a plain block never has). Chapter 11 trains both to show the degradation
+    problem.
+    """
+
+    has_shortcut = False
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1,
+                 downsample: nn.Module | None = None) -> None:
+        if downsample is not None:
+            raise ValueError("a PlainBlock has no shortcut, so it takes no downsample")
+        super().__init__(inplanes, planes, stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out)  # no "+ identity": the block must learn the whole mapping
+
+
 Block = type[BasicBlock] | type[Bottleneck]
 
 
@@ -111,10 +137,11 @@ def make_stage(block: Block, inplanes: int, planes: int, blocks: int,
 
     The first block gets a 1x1 projection shortcut (convolution + batch norm) whenever
     its output cannot be added to its input as is: a stride above 1, or
-    ``inplanes != planes * block.expansion``.
+    ``inplanes != planes * block.expansion``. A :class:`PlainBlock` gets none.
     """
     downsample = None
-    if stride != 1 or inplanes != planes * block.expansion:
+    has_shortcut = getattr(block, "has_shortcut", True)
+    if has_shortcut and (stride != 1 or inplanes != planes * block.expansion):
         downsample = nn.Sequential(
             conv1x1(inplanes, planes * block.expansion, stride),
             nn.BatchNorm2d(planes * block.expansion),
@@ -264,17 +291,22 @@ class SmallResNet(nn.Module):
     """CIFAR-style ResNet; see :func:`small_resnet`."""
 
     def __init__(self, depth: int = 8, num_classes: int = 10, in_channels: int = 1,
-                 width: int = 16, zero_init_residual: bool = False) -> None:
+                 width: int = 16, zero_init_residual: bool = False,
+                 shortcuts: bool = True) -> None:
         super().__init__()
+        if zero_init_residual and not shortcuts:
+            # A plain block's output would then be zero, not the identity.
+            raise ValueError("zero_init_residual needs shortcuts=True")
         n = (depth - 2) // 6
+        block = BasicBlock if shortcuts else PlainBlock
         # A 3x3 stride-1 stem: a 32x32 image cannot spare the 4x reduction of the
         # ImageNet stem.
         self.conv1 = conv3x3(in_channels, width)
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
-        self.layer1 = make_stage(BasicBlock, width, width, n)
-        self.layer2 = make_stage(BasicBlock, width, 2 * width, n, stride=2)
-        self.layer3 = make_stage(BasicBlock, 2 * width, 4 * width, n, stride=2)
+        self.layer1 = make_stage(block, width, width, n)
+        self.layer2 = make_stage(block, width, 2 * width, n, stride=2)
+        self.layer3 = make_stage(block, 2 * width, 4 * width, n, stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(4 * width, num_classes)
         _init_resnet(self, zero_init_residual)
@@ -290,7 +322,8 @@ class SmallResNet(nn.Module):
 
 
 def small_resnet(*, depth: int = 8, num_classes: int = 10, in_channels: int = 1,
-                 width: int = 16, weights: WeightsArg = None) -> SmallResNet:
+                 width: int = 16, shortcuts: bool = True,
+                 weights: WeightsArg = None) -> SmallResNet:
     """The CIFAR ResNet of He et al. (2015, section 4.2) for 32x32 or smaller images.
 
     A 3x3 stem, three stages of ``(depth - 2) / 6`` basic blocks with ``width``,
@@ -308,6 +341,12 @@ def small_resnet(*, depth: int = 8, num_classes: int = 10, in_channels: int = 1,
         Channels of the input images (1 for the digits).
     width : int
         Channels of the first stage.
+    shortcuts : bool
+        ``False`` builds the paper's "plain" counterpart: the same layers with
+        :class:`PlainBlock` (no additions, no projection shortcuts). Its state dict is
+        the residual network's without the ``downsample`` entries, so
+        ``plain.load_state_dict(resnet.state_dict(), strict=False)`` starts both from
+        the same weights.
     weights : None, str or path
         ``"DEFAULT"`` for the course's pre-trained weights from the cache, or a file;
         see :func:`cnnlib.torch.load_pretrained`.
@@ -327,4 +366,10 @@ def small_resnet(*, depth: int = 8, num_classes: int = 10, in_channels: int = 1,
     check_positive_int(num_classes, "num_classes")
     check_positive_int(in_channels, "in_channels")
     check_positive_int(width, "width")
-    return finish(SmallResNet(depth, num_classes, in_channels, width), "small_resnet", weights)
+    if not isinstance(shortcuts, bool):
+        raise TypeError(f"shortcuts must be True or False, got {shortcuts!r}")
+    if weights is not None and not shortcuts:
+        raise ValueError("the published small_resnet weights are for the residual network; "
+                         "weights must be None when shortcuts=False")
+    return finish(SmallResNet(depth, num_classes, in_channels, width, shortcuts=shortcuts),
+                  "small_resnet", weights)
