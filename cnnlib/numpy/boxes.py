@@ -1,4 +1,4 @@
-"""Bounding boxes for object detection: intersection over union and non-maximum suppression.
+"""Bounding boxes for object detection: IoU, non-maximum suppression, average precision.
 
 Chapter 13 (applications: object detection basics) teaches these.
 
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._utils import as_real, check_array, shape_str
+from ._utils import as_int, as_real, check_array, shape_str
 
-__all__ = ["iou", "nms"]
+__all__ = ["average_precision", "iou", "match_detections", "nms", "precision_recall"]
 
 
 def _check_boxes(boxes, name: str, ndim: tuple[int, ...]) -> np.ndarray:
@@ -130,3 +130,131 @@ def nms(boxes, scores, *, iou_threshold=0.5):
         overlap = _iou_matrix(boxes[i:i + 1], boxes[rest])[0]  # (len(rest),)
         alive[rest[overlap > thr]] = False
     return order[np.array(keep, dtype=np.int64)].astype(np.int64)
+
+
+def match_detections(boxes, scores, true_boxes, *, iou_threshold=0.5):
+    """Mark each detection of one class and one image as a true or a false positive.
+
+    Detections are taken by decreasing score; each is matched to the unmatched true box
+    it overlaps most, and is a true positive when that IoU is at least
+    ``iou_threshold``. A true box is matched at most once, so a second detection of the
+    same object is a false positive (the PASCAL VOC rule).
+
+    Parameters
+    ----------
+    boxes : ndarray, shape (N, 4)
+        Detected ``(x1, y1, x2, y2)`` boxes.
+    scores : ndarray, shape (N,), floating dtype
+        Their confidences.
+    true_boxes : ndarray, shape (M, 4)
+        The objects' boxes (M may be 0).
+    iou_threshold : float in [0, 1]
+
+    Returns
+    -------
+    ndarray of bool, shape (N,)
+        ``True`` for a true positive, in the order of ``boxes``.
+
+    Notes
+    -----
+    Chapter 13 computes a precision-recall curve from these flags
+    (:func:`precision_recall`) and its area (:func:`average_precision`).
+    """
+    boxes = _check_boxes(boxes, "boxes", (2,))
+    true_boxes = _check_boxes(true_boxes, "true_boxes", (2,))
+    check_array(scores, "scores", finite=True)
+    if scores.shape != (boxes.shape[0],):
+        raise ValueError(f"scores has shape {shape_str(scores)} but boxes has shape "
+                         f"{shape_str(boxes)}; scores must have shape ({boxes.shape[0]},)")
+    thr = as_real(iou_threshold, "iou_threshold", low=0.0, high=1.0)
+    is_match = np.zeros(len(boxes), dtype=bool)
+    if len(boxes) == 0 or len(true_boxes) == 0:
+        return is_match
+    overlaps = _iou_matrix(boxes, true_boxes)  # (N, M)
+    taken = np.zeros(len(true_boxes), dtype=bool)
+    for i in np.argsort(-scores, kind="stable"):
+        candidates = np.where(taken, -1.0, overlaps[i])  # (M,), matched boxes are out
+        j = int(np.argmax(candidates))
+        if candidates[j] >= thr:
+            taken[j] = True
+            is_match[i] = True
+    return is_match
+
+
+def precision_recall(scores, is_match, n_true):
+    """Precision and recall after each detection, by decreasing score.
+
+    Parameters
+    ----------
+    scores : ndarray, shape (N,), floating dtype
+        Confidences of all detections of one class (over all images).
+    is_match : ndarray of bool, shape (N,)
+        Which detections are true positives (:func:`match_detections`).
+    n_true : int
+        Number of true objects of the class, detected or not.
+
+    Returns
+    -------
+    precision, recall : ndarray of float64, shape (N,)
+        After keeping the ``n`` most confident detections: ``TP / n`` and
+        ``TP / n_true``. Equal scores keep their original order (a stable sort).
+    """
+    check_array(scores, "scores", ndim=1, finite=True)
+    if not isinstance(is_match, np.ndarray) or is_match.dtype != bool:
+        raise TypeError(f"is_match must be a boolean numpy.ndarray, got "
+                        f"{getattr(is_match, 'dtype', type(is_match).__name__)}")
+    if is_match.shape != scores.shape:
+        raise ValueError(f"is_match has shape {shape_str(is_match)} but scores has shape "
+                         f"{shape_str(scores)}; they must match")
+    n_true = as_int(n_true, "n_true", minimum=1)
+    if is_match.sum() > n_true:
+        raise ValueError(f"is_match has {int(is_match.sum())} true positives but n_true is "
+                         f"{n_true}; an object can be matched only once")
+    order = np.argsort(-scores, kind="stable")
+    tp = np.cumsum(is_match[order])  # (N,) true positives among the first n
+    n = np.arange(1, len(scores) + 1)
+    return tp / n, tp / n_true
+
+
+def average_precision(precision, recall, *, interpolation="all"):
+    """Area under a precision-recall curve, with PASCAL VOC's interpolated precision.
+
+    The interpolated precision at recall ``r`` is the best precision at any recall
+    ``>= r``, which makes the curve non-increasing (a detector can always stop at the
+    better operating point further on).
+
+    Parameters
+    ----------
+    precision, recall : ndarray, shape (N,)
+        As :func:`precision_recall` returns them (recall non-decreasing).
+    interpolation : {"all", "11point"}
+        ``"all"``: the exact area under the interpolated curve (VOC 2010 and later,
+        and COCO's per-threshold AP up to its 101-point sampling). ``"11point"``: the
+        mean of the interpolated precision at recall 0, 0.1, ..., 1 (VOC 2007).
+
+    Returns
+    -------
+    float
+        Average precision in [0, 1]; mAP is its mean over the classes.
+    """
+    precision = check_array(precision, "precision", ndim=1, finite=True)
+    recall = check_array(recall, "recall", ndim=1, finite=True)
+    if precision.shape != recall.shape:
+        raise ValueError(f"precision has shape {shape_str(precision)} but recall has shape "
+                         f"{shape_str(recall)}; they must match")
+    if np.any(np.diff(recall) < 0):
+        raise ValueError("recall must be non-decreasing (detections by decreasing score)")
+    if interpolation not in ("all", "11point"):
+        raise ValueError(f"interpolation must be 'all' or '11point', got {interpolation!r}")
+    if len(recall) == 0:
+        return 0.0
+    # envelope[i] = max(precision[i:]): the interpolated precision at recall[i]
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]  # (N,)
+    if interpolation == "11point":
+        levels = np.arange(11) / 10  # 0.3 is 3 / 10 exactly as a recall of 3 / 10 is
+        first = np.searchsorted(recall, levels, side="left")  # first point with recall >= r
+        reached = first < len(recall)
+        return float(np.where(reached, envelope[np.minimum(first, len(recall) - 1)], 0.0)
+                     .mean())
+    steps = np.diff(np.concatenate([[0.0], recall]))  # (N,) recall gained at each point
+    return float(np.sum(steps * envelope))

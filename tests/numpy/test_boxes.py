@@ -182,3 +182,145 @@ def test_bad_inputs():
         nms(good, np.array([1.0]), iou_threshold=1.5)
     with pytest.raises(TypeError, match="iou_threshold must be a real number"):
         nms(good, np.array([1.0]), iou_threshold=None)
+
+
+# --- detection evaluation: matching, precision-recall, average precision ---------------
+
+from cnnlib.numpy import average_precision, match_detections, precision_recall  # noqa: E402
+
+
+def match_reference(boxes, scores, true_boxes, threshold):
+    """Greedy VOC matching, one detection at a time, by decreasing score."""
+    taken, flags = set(), [False] * len(boxes)
+    for i in sorted(range(len(boxes)), key=lambda i: (-scores[i], i)):
+        best, best_j = -1.0, None
+        for j, t in enumerate(true_boxes):
+            if j not in taken and iou_reference(boxes[i], t) > best:
+                best, best_j = iou_reference(boxes[i], t), j
+        if best_j is not None and best >= threshold:
+            taken.add(best_j)
+            flags[i] = True
+    return flags
+
+
+def ap_reference(precision, recall, interpolation):
+    """AP straight from the definition of the interpolated precision."""
+    def interp(r):
+        return max([p for p, rc in zip(precision, recall) if rc >= r], default=0.0)
+
+    if interpolation == "11point":
+        return sum(interp(r / 10) for r in range(11)) / 11
+    area, previous = 0.0, 0.0
+    for rc in recall:
+        area += (rc - previous) * interp(rc)
+        previous = rc
+    return area
+
+
+def test_average_precision_worked_example():
+    # five detections by decreasing score: hit, miss, hit, miss, hit; four objects
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    is_match = np.array([True, False, True, False, True])
+    precision, recall = precision_recall(scores, is_match, 4)
+    np.testing.assert_allclose(precision, [1, 1 / 2, 2 / 3, 2 / 4, 3 / 5])
+    np.testing.assert_allclose(recall, [0.25, 0.25, 0.5, 0.5, 0.75])
+    # envelope 1, 2/3, 2/3, 3/5, 3/5 over recall steps of 1/4: (1 + 2/3 + 3/5) / 4
+    assert average_precision(precision, recall) == pytest.approx((1 + 2 / 3 + 3 / 5) / 4)
+    # recall 0, .1, .2 -> 1; .3, .4, .5 -> 2/3; .6, .7 -> 3/5; .8, .9, 1 -> 0 (never reached)
+    assert average_precision(precision, recall, interpolation="11point") == pytest.approx(
+        (3 * 1 + 3 * 2 / 3 + 2 * 3 / 5) / 11)
+
+
+def test_perfect_and_useless_detectors():
+    scores = np.array([0.9, 0.5, 0.1])
+    p, r = precision_recall(scores, np.array([True, True, True]), 3)
+    assert average_precision(p, r) == 1.0
+    assert average_precision(p, r, interpolation="11point") == pytest.approx(1.0)
+    p, r = precision_recall(scores, np.array([False, False, False]), 3)
+    assert average_precision(p, r) == 0.0
+    # the order of the detections in the arrays does not matter, only their scores
+    p1, r1 = precision_recall(np.array([0.1, 0.9, 0.5]), np.array([False, True, True]), 2)
+    p2, r2 = precision_recall(np.array([0.9, 0.5, 0.1]), np.array([True, True, False]), 2)
+    np.testing.assert_array_equal(p1, p2)
+    np.testing.assert_array_equal(r1, r2)
+
+
+def test_match_detections_worked_example():
+    truth = np.array([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
+    boxes = np.array([[1.0, 1.0, 10.0, 10.0],     # object 0, IoU 0.81
+                      [0.0, 0.0, 9.0, 10.0],      # object 0 again: a duplicate, false
+                      [20.0, 20.0, 24.0, 24.0],   # object 1 but IoU 0.16: false
+                      [50.0, 50.0, 60.0, 60.0]])  # nothing there: false
+    scores = np.array([0.9, 0.8, 0.7, 0.6])
+    np.testing.assert_array_equal(match_detections(boxes, scores, truth),
+                                  [True, False, False, False])
+    # with the duplicate scored higher, it takes object 0 and the other becomes the duplicate
+    np.testing.assert_array_equal(
+        match_detections(boxes, np.array([0.8, 0.9, 0.7, 0.6]), truth),
+        [False, True, False, False])
+    assert match_detections(boxes, scores, np.zeros((0, 4))).tolist() == [False] * 4
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 12), m=st.integers(0, 6), threshold=st.sampled_from([0.1, 0.3, 0.5]),
+       seed=st.integers(0, 2**31 - 1))
+def test_match_detections_matches_reference(n, m, threshold, seed):
+    rng = np.random.default_rng(seed)
+    boxes, truth = random_boxes(rng, n), random_boxes(rng, m)
+    scores = rng.permutation(n).astype(float)  # distinct scores: one greedy order
+    flags = match_detections(boxes, scores, truth, iou_threshold=threshold)
+    assert flags.tolist() == match_reference(boxes, scores, truth, threshold)
+
+
+@settings(max_examples=80, deadline=None)
+@given(n=st.integers(1, 15), extra=st.integers(0, 5),
+       interpolation=st.sampled_from(["all", "11point"]), seed=st.integers(0, 2**31 - 1))
+def test_average_precision_matches_reference(n, extra, interpolation, seed):
+    rng = np.random.default_rng(seed)
+    scores = rng.uniform(size=n)
+    is_match = rng.uniform(size=n) < 0.5
+    n_true = max(1, int(is_match.sum()) + extra)
+    p, r = precision_recall(scores, is_match, n_true)
+    order = np.argsort(-scores, kind="stable")
+    tp = np.cumsum(is_match[order])
+    np.testing.assert_allclose(p, tp / np.arange(1, n + 1))
+    np.testing.assert_allclose(r, tp / n_true)
+    assert average_precision(p, r, interpolation=interpolation) == pytest.approx(
+        ap_reference(p.tolist(), r.tolist(), interpolation))
+
+
+def test_all_point_ap_is_at_least_the_uninterpolated_sum():
+    # scikit-learn's average_precision_score is the uninterpolated sum of P_n (R_n - R_n-1)
+    # over the detections when every object is detected; interpolation can only raise it
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        scores = rng.uniform(size=12)
+        y = rng.uniform(size=12) < 0.5
+        if not y.any():
+            continue
+        p, r = precision_recall(scores, y, int(y.sum()))
+        ours = average_precision(p, r)
+        assert ours >= average_precision_score(y, scores) - 1e-12
+    # with a non-increasing curve there is nothing to interpolate: the two agree
+    y = np.array([True, True, False, True, False, False])
+    scores = np.linspace(1, 0.1, 6)
+    p, r = precision_recall(scores, y, 3)
+    assert average_precision(p, r) == pytest.approx(average_precision_score(y, scores))
+
+
+def test_detection_evaluation_bad_inputs():
+    s = np.array([0.9, 0.5])
+    with pytest.raises(ValueError, match="n_true"):
+        precision_recall(s, np.array([True, True]), 1)
+    with pytest.raises(TypeError, match="is_match"):
+        precision_recall(s, np.array([1, 0]), 2)
+    with pytest.raises(ValueError, match="is_match has shape"):
+        precision_recall(s, np.array([True]), 2)
+    with pytest.raises(ValueError, match="recall must be non-decreasing"):
+        average_precision(np.array([1.0, 1.0]), np.array([0.5, 0.2]))
+    with pytest.raises(ValueError, match="interpolation"):
+        average_precision(np.array([1.0]), np.array([0.5]), interpolation="101")
+    with pytest.raises(ValueError, match="scores has shape"):
+        match_detections(np.zeros((2, 4)), np.array([0.5]), np.zeros((1, 4)))
