@@ -236,10 +236,12 @@ def summarize(model: nn.Module, input_size: Sequence[int], *,
     names: dict[int, str] = {}
     handles = []
     for name, module in model.named_modules():
-        if name and (not any(True for _ in module.children())
-                     or any(True for _ in module.parameters(recurse=False))):
-            names[id(module)] = name
-            handles.append(module.register_forward_hook(hook))
+        is_leaf = not any(True for _ in module.children())
+        # The root is a row of its own only when it is a single layer (summarize(conv, ...)).
+        if name or is_leaf:
+            if is_leaf or any(True for _ in module.parameters(recurse=False)):
+                names[id(module)] = name or type(module).__name__
+                handles.append(module.register_forward_hook(hook))
     was_training = model.training
     try:
         model.eval()

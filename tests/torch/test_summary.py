@@ -99,6 +99,16 @@ def test_summary_counts_a_reused_layer_once():
     assert [r.macs for r in s.rows] == [16, 0, 16]
 
 
+def test_summary_of_a_single_layer_has_its_row():
+    conv = nn.Conv2d(3, 8, 3, padding=1)
+    s = summarize(conv, (3, 16, 16))
+    assert [(r.name, r.output_shape, r.params) for r in s.rows] == [
+        ("Conv2d", (8, 16, 16), 8 * 3 * 9 + 8)]
+    assert s.rows[0].macs == 8 * 16 * 16 * 3 * 9
+    # a container is never a row of its own
+    assert [r.name for r in summarize(nn.Sequential(conv), (3, 16, 16)).rows] == ["0"]
+
+
 def test_summary_prints_a_table():
     s = summarize(meta(models.resnet18), (3, 224, 224))
     text = str(s)
