@@ -109,9 +109,9 @@ def jail_command(argv, *, scratch, runtime_dir, notebook=None, limits=None, env=
     for d in ("/usr", "/bin", "/lib", "/lib64", "/sbin"):
         if os.path.exists(d):
             cmd += ["--ro-bind", d, d]
-    # only what the dynamic linker, locale and time zone code read from /etc
+    # only what the dynamic linker, time zone, fonts and certificates need from /etc
     for f in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/nsswitch.conf",
-              "/etc/passwd", "/etc/group", "/etc/ssl"):
+              "/etc/passwd", "/etc/group", "/etc/ssl", "/etc/fonts"):
         if os.path.exists(f):
             cmd += ["--ro-bind", f, f]
     binds = [("--ro-bind", d) for d in _python_dirs()]

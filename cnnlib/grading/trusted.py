@@ -449,6 +449,17 @@ class TrustedExecute(NbGraderPreprocessor):
         "Grade without bubblewrap: the student's kernel then runs with the grader's rights. "
         "Only for trusted submissions (or CNNLIB_GRADING_UNSAFE=1).")).tag(config=True)
 
+    def _submitted(self, course, student, assignment, notebook):
+        from nbgrader.coursedir import CourseDirectory
+
+        try:
+            coursedir = CourseDirectory(config=self.config, root=course)
+            path = coursedir.format_path(coursedir.submitted_directory, student, assignment)
+        except Exception:  # noqa: BLE001 - then the kernel simply does not see it
+            return None
+        path = os.path.join(path, f"{notebook}.ipynb")
+        return path if os.path.isfile(path) and not os.path.islink(path) else None
+
     def preprocess(self, nb, resources):
         meta = resources.get("nbgrader", {})
         assignment, student = meta.get("assignment", "?"), meta.get("student", "?")
@@ -468,11 +479,12 @@ class TrustedExecute(NbGraderPreprocessor):
         from .harness import _load_reference
         lib = _load_reference(os.environ.get("CNNLIB_GRADING_REFERENCE", "cnnlib.numpy"))
         timeout = float(os.environ.get("CNNLIB_GRADING_TIMEOUT", self.check_timeout))
-        path = resources.get("metadata", {}).get("path") or course
-        submitted = os.path.join(path, f"{notebook}.ipynb")
+        # The student's notebook as submitted: not the copy being graded, whose locked
+        # cells nbgrader has already restored, hidden tests included.
+        submitted = self._submitted(course, student, assignment, notebook)
         limits = jail.Limits(memory_mb=self.memory_mb, processes=self.processes,
                              cpu_seconds=self.cpu_seconds)
-        kernel = SandboxedKernel(notebook=submitted if os.path.isfile(submitted) else None,
+        kernel = SandboxedKernel(notebook=submitted,
                                  limits=limits, sandboxed=sandboxed)
         reasons, notes = [], []
         if not sandboxed:

@@ -101,6 +101,10 @@ def _students(course):
         "mover": S.move_cell(S.complete(), "setup", after="conv_output_size"),
         "corrupt": "{ this is not a notebook",
         "missing": None,
+        # crashes its own kernel at the top level after defining correct functions
+        "crasher": S.fill({"conv_output_size": S.SIZE, "pad2d": S.PAD, "correlate2d": S.CORR,
+                           "conv2d": S.CONV},
+                          extra_cells=["import ctypes\nctypes.string_at(0)"]),
         "zz_honest_last": S.complete(),
     }
     students.update(A.attackers(str(course), str(ROOT)))

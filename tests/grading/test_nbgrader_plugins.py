@@ -30,3 +30,69 @@ def test_feedback_tracebacks_keep_only_the_diagnosis():
     nb, _ = StripErrorTracebacks()(nb, {})
     (out,) = nb.cells[0].outputs
     assert out.traceback == ["AssertionError: conv2d: the bias is missing"]
+
+
+# --------------------------------------------------------------------------- TrustedExecute
+
+def _cell(source, **nbgrader):
+    import nbformat
+
+    cell = nbformat.v4.new_code_cell(source)
+    if nbgrader:
+        cell.metadata["nbgrader"] = nbgrader
+    return cell
+
+
+def test_only_graded_test_cells_with_points_run_in_the_grader():
+    from cnnlib.grading.trusted import is_autograded_test
+
+    assert is_autograded_test(_cell("GRADER.check(...)", grade=True, solution=False,
+                                    locked=True, points=2, grade_id="t"))
+    # the setup cell (0 points), the student's cells and solution cells run in the kernel
+    assert not is_autograded_test(_cell("GRADER = Grader()", grade=True, solution=False,
+                                        locked=True, points=0, grade_id="setup"))
+    assert not is_autograded_test(_cell("def f(): pass", grade=False, solution=True,
+                                        grade_id="f"))
+    assert not is_autograded_test(_cell("print(1)"))
+
+
+class _FakeGrader:
+    def check(self, op, fn, *, seed, cases=(), random=0, timeout=None):
+        assert fn.name == op
+        if seed == 1:
+            print(f"{op}: all 1 configurations match the reference")
+            return
+        raise AssertionError(f"{op}: 1 of 1 configurations differ: the bias is missing")
+
+
+def test_test_cells_report_the_verdict_only_and_never_write_stderr():
+    from cnnlib.grading.trusted import run_test_cell
+
+    ok = run_test_cell('GRADER.check("conv2d", conv2d, seed=1, cases=[dict(x=[1])])',
+                       _FakeGrader(), ["conv2d"])
+    assert [o.output_type for o in ok] == ["stream"] and ok[0].name == "stdout"
+    bad = run_test_cell('import sys\nprint("secret", file=sys.stderr)\n'
+                        'GRADER.check("conv2d", conv2d, seed=98765, cases=[dict(x=[1])])',
+                        _FakeGrader(), ["conv2d"])
+    assert [o.output_type for o in bad] == ["error"]
+    assert bad[0].evalue.endswith("the bias is missing")
+    assert "98765" not in str(bad) and "GRADER.check" not in str(bad)
+    broken = run_test_cell("1 / 0", _FakeGrader(), [])
+    assert broken[0].ename == "ZeroDivisionError" and "1 / 0" not in str(broken)
+
+
+def test_autograding_refuses_without_bubblewrap(tmp_path, monkeypatch):
+    import nbformat
+
+    from cnnlib.grading import jail, trusted
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CNNLIB_GRADING_UNSAFE", raising=False)
+    monkeypatch.setattr(jail, "bwrap_works", lambda: False)
+    nb = nbformat.v4.new_notebook(cells=[_cell("print(1)")])
+    resources = {"nbgrader": {"assignment": "a1-convolution", "student": "s",
+                              "notebook": "convolution"}}
+    with pytest.raises(RuntimeError, match="bubblewrap"):
+        trusted.TrustedExecute().preprocess(nb, resources)
+    status = trusted.read_status(str(tmp_path), "a1-convolution", "s", "convolution")
+    assert status["graded"] is False and "allow_unsandboxed" in status["reasons"][0]

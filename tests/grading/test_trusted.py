@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 grade_samples = load_tool("grade_samples")
 FUNCS = {"conv_output_size": 4, "pad2d": 5, "correlate2d": 5, "conv2d": 7}
 HONEST = ("aa_honest_first", "alice_complete", "solution", "mover", "rewriter",
-          "atk_reader", "atk_vandal", "zz_honest_last")
+          "atk_reader", "atk_vandal", "crasher", "zz_honest_last")
 
 
 def by_function(row):
@@ -37,12 +37,13 @@ def notebook(graded, folder, student):
     return json.loads(path.read_text())
 
 
-def all_text(nb):
-    """Sources and outputs of a notebook, as one string."""
+def all_text(nb, sources=True):
+    """Sources (optionally) and outputs of a notebook, as one string."""
     parts = []
     for cell in nb["cells"]:
-        parts.append("".join(cell["source"]) if isinstance(cell["source"], list)
-                     else cell["source"])
+        if sources:
+            parts.append("".join(cell["source"]) if isinstance(cell["source"], list)
+                         else cell["source"])
         for out in cell.get("outputs", []):
             parts.append(json.dumps(out))
             text = out.get("text", "")
@@ -82,7 +83,7 @@ def test_each_attack_earns_nothing_for_what_it_touches(graded, student):
 
 def test_deny_list_evasions_are_named(graded):
     nb = notebook(graded, "autograded", "atk_evader")
-    text = all_text(nb)
+    text = all_text(nb, sources=False)
     assert "STR-RAN-UNWATCHED" not in text  # a student exception's __str__ never runs
     assert "raised Sneaky" in text
     assert "_thread.start_new_thread" in text  # a raw thread is caught
@@ -166,3 +167,12 @@ def test_regrading_is_idempotent(graded, tmp_path):
     assert before == after == FUNCS
     status = trusted.read_status(course, "a1-convolution", "zz_honest_last", "convolution")
     assert status["graded"] is True
+
+
+def test_a_kernel_crash_costs_only_that_cell(graded):
+    # the kernel is restarted and the cells before are replayed: the functions still count
+    nb = notebook(graded, "autograded", "crasher")
+    (cell,) = [c for c in nb["cells"] if "ctypes.string_at(0)" in "".join(c["source"])]
+    assert cell["outputs"][0]["ename"] == "KernelLost"
+    status = trusted.read_status(graded["course"], "a1-convolution", "crasher", "convolution")
+    assert status["graded"] is True and any("died" in n for n in status["notes"]), status
