@@ -96,3 +96,27 @@ def test_autograding_refuses_without_bubblewrap(tmp_path, monkeypatch):
         trusted.TrustedExecute().preprocess(nb, resources)
     status = trusted.read_status(str(tmp_path), "a1-convolution", "s", "convolution")
     assert status["graded"] is False and "allow_unsandboxed" in status["reasons"][0]
+
+
+def test_unsafe_flag_grades_without_bubblewrap_and_says_so(tmp_path, monkeypatch):
+    import nbformat
+
+    from cnnlib.grading import jail, trusted
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CNNLIB_GRADING_UNSAFE", "1")
+    monkeypatch.setattr(jail, "bwrap_works", lambda: False)
+    test = _cell('GRADER.check("conv_output_size", conv_output_size, seed=5, '
+                 'cases=[dict(n=8, kernel_size=3, stride=2, padding=1)])',
+                 grade=True, solution=False, locked=True, points=1, grade_id="t")
+    nb = nbformat.v4.new_notebook(cells=[
+        _cell("def conv_output_size(n, k, s=1, p=0):\n    return (n + 2 * p - k + 1) // s + 1"),
+        test])
+    resources = {"nbgrader": {"assignment": "a1-convolution", "student": "s",
+                              "notebook": "convolution"}}
+    nb, _ = trusted.TrustedExecute().preprocess(nb, resources)
+    (out,) = nb.cells[1].outputs
+    assert out.output_type == "error" and "(n + 2p - k + 1)/s + 1" in out.evalue
+    assert "seed=5" not in out.evalue
+    status = trusted.read_status(str(tmp_path), "a1-convolution", "s", "convolution")
+    assert status["graded"] is True and "WITHOUT a sandbox" in status["notes"][0]
