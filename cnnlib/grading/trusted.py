@@ -10,7 +10,8 @@ autograde`` (``nbgrader_config.py``). For each notebook it
    student's cells, the locked set-up, imports and figures. Outputs are bounded. A cell
    that hangs is interrupted; if the kernel does not answer, it is restarted and the
    cells before are replayed, so one hang costs that cell only;
-3. then runs each autograded test cell (a graded, locked code cell with points) *here*, in
+3. then runs each autograded test cell (a graded, locked code cell with points, as the
+   gradebook recorded it: its metadata and text in the submission are not trusted) *here*, in
    the grading process, with ``GRADER`` a :class:`TrustedGrader` and each graded function
    name a :class:`RemoteFunction`. The test's source, seeds and configurations never
    enter the student's process; the inputs are built and the references computed here
@@ -41,7 +42,6 @@ import tempfile
 import time
 
 import nbformat
-from nbgrader import utils
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool, Float, Integer
 
@@ -372,12 +372,6 @@ class TrustedGrader:
         return value.copy() if hasattr(value, "copy") else value
 
 
-def is_autograded_test(cell):
-    """A locked graded code cell with points: the grader runs it, not the kernel."""
-    return (cell.cell_type == "code" and utils.is_grade(cell) and not utils.is_solution(cell)
-            and float(cell.metadata.get("nbgrader", {}).get("points", 0) or 0) > 0)
-
-
 def run_test_cell(source, grader, names):
     """Run a test cell's source here; return its nbformat outputs (never stderr)."""
     import numpy as np
@@ -449,6 +443,20 @@ class TrustedExecute(NbGraderPreprocessor):
         "Grade without bubblewrap: the student's kernel then runs with the grader's rights. "
         "Only for trusted submissions (or CNNLIB_GRADING_UNSAFE=1).")).tag(config=True)
 
+    def trusted_tests(self, course, assignment, notebook):
+        """``{grade_id: source}`` of the notebook's autograded test cells, as the gradebook
+        recorded them when the assignment was generated (graded code cells with points)."""
+        from nbgrader.api import Gradebook
+        from nbgrader.coursedir import CourseDirectory
+
+        coursedir = CourseDirectory(config=self.config, root=course)
+        with Gradebook(coursedir.db_url, coursedir.course_id) as gb:
+            nbm = gb.find_notebook(notebook, assignment)
+            graded = {gc.name for gc in nbm.grade_cells
+                      if gc.cell_type == "code" and (gc.max_score or 0) > 0}
+            return {sc.name: sc.source for sc in nbm.source_cells
+                    if sc.name in graded and sc.locked}
+
     def _submitted(self, course, student, assignment, notebook):
         from nbgrader.coursedir import CourseDirectory
 
@@ -476,6 +484,18 @@ class TrustedExecute(NbGraderPreprocessor):
             write_status(course, assignment, student, notebook, graded=False, reasons=[reason])
             raise RuntimeError(reason)
         module = specs.load(assignment)
+        # Which cells run here, and their text, come from the gradebook, never from the
+        # notebook: a student can give any cell of theirs test-cell metadata.
+        try:
+            tests = self.trusted_tests(course, assignment, notebook)
+        except Exception as exc:  # noqa: BLE001 - flagged, never a silent zero
+            reason = f"the gradebook has no test cells for this notebook ({exc})"
+            write_status(course, assignment, student, notebook, graded=False, reasons=[reason])
+            raise RuntimeError(reason) from None
+
+        def test_source(cell):
+            grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+            return tests.get(grade_id) if cell.cell_type == "code" else None
         from .harness import _load_reference
         lib = _load_reference(os.environ.get("CNNLIB_GRADING_REFERENCE", "cnnlib.numpy"))
         timeout = float(os.environ.get("CNNLIB_GRADING_TIMEOUT", self.check_timeout))
@@ -494,7 +514,7 @@ class TrustedExecute(NbGraderPreprocessor):
             kernel.start()
             ran = []  # sources of the kernel cells that finished, for a replay
             for cell in nb.cells:
-                if cell.cell_type != "code" or is_autograded_test(cell):
+                if cell.cell_type != "code" or test_source(cell) is not None:
                     continue
                 count += 1
                 cell.execution_count = count
@@ -518,11 +538,14 @@ class TrustedExecute(NbGraderPreprocessor):
             grader = TrustedGrader(kernel, module, lib, timeout=timeout)
             names = list(module.FUNCTIONS)
             for cell in nb.cells:
-                if is_autograded_test(cell):
+                source = test_source(cell)
+                if source is not None:
                     count += 1
                     cell.execution_count = count
-                    cell.outputs = run_test_cell(cell.source, grader, names)
+                    cell.outputs = run_test_cell(source, grader, names)
                     if not kernel.alive():
+                        notes.append("the kernel died during a check and was restarted")
+                        kernel.shutdown()
                         kernel.start()
                         for source in ran:
                             kernel.execute(source, timeout=self.timeout, max_output=0)
@@ -534,7 +557,7 @@ class TrustedExecute(NbGraderPreprocessor):
             kernel.shutdown()
         if reasons:
             for cell in nb.cells:
-                if is_autograded_test(cell) and not cell.get("outputs"):
+                if test_source(cell) is not None and not cell.get("outputs"):
                     cell.outputs = [_error("NotGraded", "this check did not run: " + reasons[0])]
         write_status(course, assignment, student, notebook, graded=not reasons,
                      reasons=reasons, notes=notes)

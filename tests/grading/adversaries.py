@@ -113,6 +113,23 @@ attempt("libc_fork", libc_fork)
 print(results)
 '''
 
+# a cell of the student's dressed up as an autograded test cell, hoping to run in the grader
+FORGED_TEST = """
+import os
+open("{course}/PWNED", "w").write("ran in the grading process")
+"""
+
+
+def _forged(nb, source):
+    nb["cells"].append({"cell_type": "code", "execution_count": None, "outputs": [],
+                        "source": source,
+                        "metadata": {"nbgrader": {"grade": True, "solution": False,
+                                                  "locked": True, "points": 10,
+                                                  "grade_id": "test_forged",
+                                                  "schema_version": 3}}})
+    return nb
+
+
 # --------------------------------------------------------------------------- 4. evade the deny list
 STR_EXCEPTION = '''
 class Sneaky(Exception):
@@ -172,13 +189,16 @@ def attackers(course, root):
         "atk_reader": S.fill(HONEST, extra_cells=[READ_HIDDEN.format(**fmt)]),
         # honest functions, then tries to change everyone else's results and the library
         "atk_vandal": S.fill(HONEST, extra_cells=[VANDAL.format(**fmt)]),
+        # honest functions, and its own code in a cell with test-cell metadata
+        "atk_forged_test": _forged(S.fill(HONEST), FORGED_TEST.format(**fmt)),
         # deny-list evasions: a hostile __str__, a raw thread, tensor methods, 3 GB
         "atk_evader": S.fill({"conv_output_size": TENSOR_METHODS, "pad2d": STR_EXCEPTION,
                               "correlate2d": RAW_THREAD, "conv2d": MEMORY}),
     }
 
 
-# What each attacker may earn per function (the task is graded by hand).
+# What each attacker may earn per function (the task is graded by hand). The forged test
+# cell is refused by nbgrader itself (an unknown graded cell): not graded, and flagged.
 EXPECTED = {
     "atk_patch_grader": {"conv_output_size": 0, "pad2d": 0, "correlate2d": 0, "conv2d": 0},
     "atk_early_cell": {"conv_output_size": 0, "pad2d": 0, "correlate2d": 0, "conv2d": 0},

@@ -43,19 +43,6 @@ def _cell(source, **nbgrader):
     return cell
 
 
-def test_only_graded_test_cells_with_points_run_in_the_grader():
-    from cnnlib.grading.trusted import is_autograded_test
-
-    assert is_autograded_test(_cell("GRADER.check(...)", grade=True, solution=False,
-                                    locked=True, points=2, grade_id="t"))
-    # the setup cell (0 points), the student's cells and solution cells run in the kernel
-    assert not is_autograded_test(_cell("GRADER = Grader()", grade=True, solution=False,
-                                        locked=True, points=0, grade_id="setup"))
-    assert not is_autograded_test(_cell("def f(): pass", grade=False, solution=True,
-                                        grade_id="f"))
-    assert not is_autograded_test(_cell("print(1)"))
-
-
 class _FakeGrader:
     def check(self, op, fn, *, seed, cases=(), random=0, timeout=None):
         assert fn.name == op
@@ -89,6 +76,7 @@ def test_autograding_refuses_without_bubblewrap(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("CNNLIB_GRADING_UNSAFE", raising=False)
     monkeypatch.setattr(jail, "bwrap_works", lambda: False)
+    monkeypatch.setattr(trusted.TrustedExecute, "trusted_tests", lambda *a: {})
     nb = nbformat.v4.new_notebook(cells=[_cell("print(1)")])
     resources = {"nbgrader": {"assignment": "a1-convolution", "student": "s",
                               "notebook": "convolution"}}
@@ -106,17 +94,56 @@ def test_unsafe_flag_grades_without_bubblewrap_and_says_so(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CNNLIB_GRADING_UNSAFE", "1")
     monkeypatch.setattr(jail, "bwrap_works", lambda: False)
+    source = ('GRADER.check("conv_output_size", conv_output_size, seed=5, '
+              'cases=[dict(n=8, kernel_size=3, stride=2, padding=1)])')
+    monkeypatch.setattr(trusted.TrustedExecute, "trusted_tests",
+                        lambda self, course, assignment, notebook: {"t": source})
+    # a student cell dressed up as a test cell runs in the kernel, not in the grader
+    forged = _cell(f"import os\nopen(os.path.join({str(tmp_path)!r}, str(os.getpid())), 'w')",
+                   grade=True, solution=False, locked=True, points=5, grade_id="forged")
     test = _cell('GRADER.check("conv_output_size", conv_output_size, seed=5, '
                  'cases=[dict(n=8, kernel_size=3, stride=2, padding=1)])',
                  grade=True, solution=False, locked=True, points=1, grade_id="t")
     nb = nbformat.v4.new_notebook(cells=[
         _cell("def conv_output_size(n, k, s=1, p=0):\n    return (n + 2 * p - k + 1) // s + 1"),
-        test])
+        forged, test])
     resources = {"nbgrader": {"assignment": "a1-convolution", "student": "s",
                               "notebook": "convolution"}}
     nb, _ = trusted.TrustedExecute().preprocess(nb, resources)
-    (out,) = nb.cells[1].outputs
+    (out,) = nb.cells[2].outputs
     assert out.output_type == "error" and "(n + 2p - k + 1)/s + 1" in out.evalue
+    import os
+    ran_in = [p.name for p in tmp_path.iterdir() if p.name.isdigit()]
+    assert ran_in and str(os.getpid()) not in ran_in
     assert "seed=5" not in out.evalue
     status = trusted.read_status(str(tmp_path), "a1-convolution", "s", "convolution")
     assert status["graded"] is True and "WITHOUT a sandbox" in status["notes"][0]
+
+
+def test_a_top_level_hang_costs_that_cell_only(tmp_path, monkeypatch):
+    """A cell that swallows the interrupt: the kernel is restarted, the cells before it
+    replayed, and the checks still see the student's functions."""
+    import nbformat
+
+    from cnnlib.grading import jail, trusted
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CNNLIB_GRADING_UNSAFE", "1")
+    if not jail.bwrap_works():
+        monkeypatch.setattr(jail, "bwrap_works", lambda: False)
+    source = ('GRADER.check("conv_output_size", conv_output_size, seed=5, '
+              'cases=[dict(n=8, kernel_size=3, stride=2, padding=1)])')
+    monkeypatch.setattr(trusted.TrustedExecute, "trusted_tests", lambda *a: {"t": source})
+    hang = ("import time\nwhile True:\n    try:\n        time.sleep(0.1)\n"
+            "    except BaseException:\n        pass")
+    nb = nbformat.v4.new_notebook(cells=[
+        _cell("def conv_output_size(n, k, s=1, p=0):\n    return (n + 2 * p - k) // s + 1"),
+        _cell(hang),
+        _cell(source, grade=True, solution=False, locked=True, points=1, grade_id="t")])
+    resources = {"nbgrader": {"assignment": "a1-convolution", "student": "s",
+                              "notebook": "convolution"}}
+    nb, _ = trusted.TrustedExecute(timeout=3).preprocess(nb, resources)
+    assert nb.cells[1].outputs[0].ename == "KernelLost"
+    assert [o.output_type for o in nb.cells[2].outputs] == ["stream"]
+    status = trusted.read_status(str(tmp_path), "a1-convolution", "s", "convolution")
+    assert status["graded"] is True and "did not answer the interrupt" in status["notes"][-1]

@@ -176,3 +176,11 @@ def test_a_kernel_crash_costs_only_that_cell(graded):
     assert cell["outputs"][0]["ename"] == "KernelLost"
     status = trusted.read_status(graded["course"], "a1-convolution", "crasher", "convolution")
     assert status["graded"] is True and any("died" in n for n in status["notes"]), status
+
+
+def test_a_forged_test_cell_never_runs_in_the_grader(graded):
+    course = graded["course"]
+    assert not (course / "PWNED").exists()
+    assert "atk_forged_test" in graded["problems"]
+    assert trusted.read_status(course, "a1-convolution", "atk_forged_test",
+                               "convolution") is None
