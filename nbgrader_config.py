@@ -49,6 +49,30 @@ c.OverwriteCells.add_missing_cells = True
 # its own timeout fires on a cell that ignores the interrupt, so it must stay above both.
 c.Execute.timeout = 60
 c.Execute.interrupt_on_timeout = True
+# Trusted grading (cnnlib.grading.trusted): the notebook runs in a bubblewrap sandbox (an
+# unprivileged uid, no network, own pid namespace, read-only environment, one scratch
+# folder, memory/process/CPU/file limits) and every autograded test cell runs here, in the
+# grading process, asking the sandboxed kernel to call the student's function on inputs it
+# sends; hidden test text, seeds and configurations never enter the student's process.
+# Without bubblewrap autograding refuses to start unless the instructor passes
+# --TrustedExecute.allow_unsandboxed=True (or sets CNNLIB_GRADING_UNSAFE=1). Hidden tests
+# are removed from the autograded notebooks once they have run. Whether each notebook was
+# graded is recorded in grading_status/<assignment>/<student>/<notebook>.json.
+c.Autograde.autograde_preprocessors = [
+    "cnnlib.grading.trusted.TrustedExecute",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+c.TrustedExecute.timeout = 60  # seconds per student cell in the sandboxed kernel
+c.TrustedExecute.check_timeout = 10.0  # seconds for the calls of one test cell
+c.TrustedExecute.memory_mb = 2048
+c.TrustedExecute.processes = 64
+c.TrustedExecute.max_output = 1_000_000  # characters of output kept per cell
 c.Autograde.create_student = True
 # Late submissions: 10 % of the score per started day, at most 100 %. The due date is the
 # assignment's in the gradebook:

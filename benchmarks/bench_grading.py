@@ -6,7 +6,10 @@ Measures, in a scratch course directory:
   when regrading one student;
 - the whole sample class in one ``nbgrader autograde`` call, divided by the number of
   students: the cost per student of grading a class (start-up paid once);
-- the start-up share: an ``nbgrader autograde`` call with no submissions to grade.
+- the start-up share: an ``nbgrader autograde`` call with no submissions to grade;
+- the cost of trusted grading: the same submission graded by the course's configuration
+  (kernel in a bubblewrap sandbox, test cells judged in the grading process) and by
+  nbgrader's plain in-kernel ``Execute``, side by side.
 """
 
 from __future__ import annotations
@@ -34,9 +37,17 @@ def _tools():
     return module
 
 
-def _autograde(g, course):
+IN_KERNEL = ("--Autograde.autograde_preprocessors=['nbgrader.preprocessors.Execute', "
+             "'nbgrader.preprocessors.IgnorePattern', "
+             "'nbconvert.preprocessors.ClearMetadataPreprocessor', "
+             "'nbgrader.preprocessors.LimitOutput', 'nbgrader.preprocessors.SaveAutoGrades', "
+             "'nbgrader.preprocessors.AssignLatePenalties', "
+             "'nbgrader.preprocessors.CheckCellMetadata']")
+
+
+def _autograde(g, course, *extra):
     start = time.perf_counter()
-    proc = g.run_nbgrader(course, "autograde", ASSIGNMENT, "--force", check=False)
+    proc = g.run_nbgrader(course, "autograde", ASSIGNMENT, "--force", *extra, check=False)
     return time.perf_counter() - start, proc
 
 
@@ -91,6 +102,9 @@ def main():
             print(proc.stdout[-2000:], proc.stderr[-2000:])
             raise SystemExit("autograde failed")
 
+        t_in_kernel, _ = _autograde(g, course, IN_KERNEL)
+        in_kernel_scores = g.scores(course, ASSIGNMENT)["alice_complete"]["total"]
+
         students = g.submit(course, samples, ASSIGNMENT)
         t_all, _ = _autograde(g, course)
 
@@ -101,6 +115,10 @@ def main():
     print(f"sample class ({len(students)} students) in one call:   {t_all:6.1f} s   "
           f"= {per_student:.1f} s per student")
     print(f"one submission alone / per-student cost in a class: {t_one / per_student:.2f}")
+    print(f"one submission, sandboxed kernel + trusted judge: {t_one:6.1f} s")
+    print(f"one submission, nbgrader's in-kernel Execute:    {t_in_kernel:6.1f} s   "
+          f"(score {in_kernel_scores:g} vs {scores['alice_complete']['total']:g})")
+    print(f"trusted / in-kernel: {t_one / t_in_kernel:.2f}")
 
 
 if __name__ == "__main__":

@@ -108,7 +108,19 @@ def problems(course, assignment, students):
                 continue
             if not out.exists():
                 found[student] = f"{student}: {assignment}/{name} could not be autograded"
+                continue
+            status = _status(course, assignment, student, name)
+            if status is None or not status.get("graded"):
+                reasons = "; ".join((status or {}).get("reasons", [])) or "no grading status"
+                found[student] = f"{student}: {assignment}/{name} was NOT GRADED ({reasons})"
     return found
+
+
+def _status(course, assignment, student, notebook_file):
+    """The trusted autograder's marker for one notebook (cnnlib.grading.trusted)."""
+    from cnnlib.grading.trusted import read_status
+
+    return read_status(str(course), assignment, student, Path(notebook_file).stem)
 
 
 # Code a student has no reason to write in these assignments, which could interfere with

@@ -32,10 +32,10 @@ import os
 import signal
 import sys
 
-from . import sandbox
-from .sandbox import DenyList, encode_value, read_frame, run_cases, write_frame
+from . import sandbox, specs
+from .sandbox import encode_value, read_frame, run_cases, write_frame
 
-__all__ = ["Grader", "GradingError", "deny_lists"]
+__all__ = ["Grader", "GradingError"]
 
 _AssertionError = builtins.AssertionError
 _print = builtins.print
@@ -43,24 +43,6 @@ _print = builtins.print
 
 class GradingError(RuntimeError):
     """The grading machinery itself failed (not the student's code)."""
-
-
-def deny_lists():
-    """Each graded function's deny list (Assignment 1)."""
-    import numpy as np
-
-    try:
-        from numpy._core import multiarray as _ma
-        c_corr = [_ma.correlate, _ma.correlate2]
-    except (ImportError, AttributeError):  # older NumPy
-        c_corr = []
-    conv_funcs = [np.convolve, np.correlate, *c_corr]
-    return {
-        "conv_output_size": DenyList(reason="compute the size with integer arithmetic"),
-        "pad2d": DenyList(functions=[np.pad], reason="build the padded array yourself"),
-        "correlate2d": DenyList(functions=conv_funcs, reason="slide the kernel yourself"),
-        "conv2d": DenyList(functions=conv_funcs, reason="slide the filters yourself"),
-    }
 
 
 def _load_reference(name):
@@ -78,8 +60,12 @@ class Grader:
 
     Parameters
     ----------
+    assignment : str, optional
+        The assignment whose spec module describes the graded functions (``"a1"`` or
+        ``"a1-convolution"``); by default each function is looked up by name among all
+        spec modules.
     reference : str
-        The module with ``conv_output_size``, ``pad2d`` and ``conv2d_forward``. The
+        The reference library module (``cnnlib.numpy``). The
         environment variable ``CNNLIB_GRADING_REFERENCE`` (read once, here) overrides it;
         the grading tests use that to pin a private copy.
     timeout : float
@@ -88,17 +74,18 @@ class Grader:
         (``nbgrader_config.py``) is larger, a backstop only.
     """
 
-    def __init__(self, reference="cnnlib.numpy", *, timeout=10.0):
+    def __init__(self, assignment=None, *, reference="cnnlib.numpy", timeout=10.0):
         # An instructor (or the grading tests) may shorten the budget for a whole run.
         self.timeout = float(os.environ.get("CNNLIB_GRADING_TIMEOUT", timeout))
         self._problem = self._environment_problem()
         name = os.environ.get("CNNLIB_GRADING_REFERENCE", reference)
         lib = _load_reference(name)
-        missing = [f for f in ("conv_output_size", "pad2d", "conv2d_forward")
-                   if not callable(getattr(lib, f, None))]
+        self.assignment = assignment
+        modules = [specs.load(assignment)] if assignment else list(specs.assignments().values())
+        needs = [f for m in modules for f in getattr(m, "REFERENCE_NEEDS", ())]
+        missing = [f for f in needs if not callable(getattr(lib, f, None))]
         if missing:
             raise GradingError(f"the reference library {name} lacks {', '.join(missing)}")
-        self._deny = deny_lists()
         self._start_server(lib)
         if os.environ.get("NBGRADER_EXECUTION") == "autograde":
             _guard_kernel(float(os.environ.get("CNNLIB_GRADING_CELL_TIMEOUT", 45)))
@@ -142,11 +129,11 @@ class Grader:
                 import io
                 sys.stdout, sys.stderr = io.StringIO(), io.StringIO()
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
-                _serve(lib, checks, req_r, rep_w)
+                _serve(lib, checks, self.assignment, req_r, rep_w)
             finally:
                 os._exit(0)
         if pid is None:  # no fork (Windows): serve in-process, no isolation
-            self._inline = (lib, checks, {})
+            self._inline = (lib, checks, {}, self.assignment)
             self._pid = None
             return
         os.close(req_r)
@@ -186,8 +173,14 @@ class Grader:
     def _private_fds(self):
         return () if self._inline is not None else (self._req, self._rep)
 
+    def _spec(self, op):
+        try:
+            return specs.find(op, self.assignment)
+        except KeyError as exc:
+            raise _AssertionError(str(exc.args[0])) from None
+
     def _run(self, op, fn, calls, timeout):
-        return run_cases(fn, calls, deny=self._deny[op], timeout=timeout or self.timeout,
+        return run_cases(fn, calls, deny=self._spec(op).deny(), timeout=timeout or self.timeout,
                          close_fds=self._private_fds())
 
     def check(self, op, fn, *, seed, cases=(), random=0, timeout=None):
@@ -200,6 +193,7 @@ class Grader:
             raise _AssertionError(self._problem)
         if not callable(fn):
             raise _AssertionError(f"{op} is not a function (got {type(fn).__name__})")
+        self._spec(op)
         header, blobs = self._ask({"cmd": "inputs", "op": op, "seed": int(seed),
                                    "cases": list(cases), "random": int(random)})
         calls = _decode_calls(header["calls"], blobs)
@@ -310,7 +304,7 @@ def _decode_calls(descs, blobs):
 
 # --------------------------------------------------------------------------- server side
 
-def _serve(lib, checks, req_fd, rep_fd):
+def _serve(lib, checks, assignment, req_fd, rep_fd):
     sessions = {}
     while True:
         try:
@@ -318,20 +312,21 @@ def _serve(lib, checks, req_fd, rep_fd):
         except (EOFError, OSError, ValueError):
             return
         try:
-            reply = _handle(lib, checks, sessions, header, blobs)
+            reply = _handle(lib, checks, sessions, assignment, header, blobs)
         except Exception as exc:  # noqa: BLE001 - report, keep serving
             reply = ({"passed": False, "report": f"grader error: {type(exc).__name__}: {exc}",
                       "error": True}, [])
         write_frame(rep_fd, *reply)
 
 
-def _handle(lib, checks, sessions, header, blobs):
+def _handle(lib, checks, sessions, assignment, header, blobs):
     cmd = header.get("cmd")
     if cmd == "inputs":
-        configs, calls = checks.make_inputs(header["op"], header["seed"], header["cases"],
+        spec = specs.find(header["op"], assignment)
+        configs, calls = checks.make_inputs(spec, header["seed"], header["cases"],
                                             header.get("random", 0))
         sid = str(len(sessions) + 1)
-        sessions[sid] = (header["op"], configs, calls)
+        sessions[sid] = (spec, configs, calls)
         out_blobs, descs = [], []
         for args, _ in calls:
             row = []
@@ -344,9 +339,9 @@ def _handle(lib, checks, sessions, header, blobs):
             descs.append(row)
         return {"id": sid, "calls": descs}, out_blobs
     if cmd == "judge":
-        op, configs, calls = sessions.pop(header["id"])
+        spec, configs, calls = sessions.pop(header["id"])
         outcomes = _decode_outcomes(header["outcomes"], blobs)
-        passed, report = checks.judge(op, lib, configs, calls, outcomes)
+        passed, report = checks.judge(spec, lib, configs, calls, outcomes)
         return {"passed": passed, "report": report}, []
     if cmd == "expect":
         outcomes = _decode_outcomes(header["outcomes"], blobs)
@@ -355,7 +350,8 @@ def _handle(lib, checks, sessions, header, blobs):
             v = sandbox.decode_value(d, blobs[d["_blob"]:d["_blob"] + 1] if d.get(
                 "kind") == "array" else [])
             expected.append(v)
-        passed, report = checks.judge_expected(header["op"], outcomes, expected,
+        passed, report = checks.judge_expected(specs.find(header["op"], assignment), outcomes,
+                                               expected,
                                                header["labels"])
         return {"passed": passed, "report": report}, []
     raise ValueError(f"unknown request {cmd!r}")

@@ -58,10 +58,20 @@ _unpack = struct.unpack
 _setprofile = sys.setprofile
 _settrace = sys.settrace
 _thread_setprofile = threading.setprofile
+import _thread  # noqa: E402
+
+# Starting a thread: a raw _thread thread is never profiled, so its work goes unwatched
+# (and Python 3.11 raises no audit event for it).
+_THREAD_STARTS = {id(f): f for f in (_thread.start_new_thread,
+                                     getattr(_thread, "start_new", None),
+                                     getattr(_thread, "start_joinable_thread", None)) if f}
 _os_read, _os_write, _os_close, _os_pipe = os.read, os.write, os.close, os.pipe
 _os_fork, _os_exit, _os_kill, _os_waitpid = getattr(os, "fork", None), os._exit, os.kill, os.waitpid
 _os_dup2, _os_open = os.dup2, os.open
 _monotonic = time.monotonic
+_BUILTIN_STRS = {BaseException.__str__, KeyError.__str__, OSError.__str__,
+                 UnicodeError.__str__, ImportError.__str__, SyntaxError.__str__,
+                 StopIteration.__str__}
 _select = select.select
 
 # Modules whose code is never the student's own work in this course's NumPy assignments.
@@ -172,6 +182,13 @@ class DenyList:
         prefix = self._module_denied(mod if _isinstance(mod, str) else None)
         if prefix:
             return f"{prefix} ({mod}.{getattr(func, '__name__', '?')})"
+        # a method of an object from a denied library (a torch tensor's .conv2d, .unfold)
+        owner = getattr(func, "__self__", None)
+        if owner is not None and _type(owner).__name__ != "module":
+            owner_mod = getattr(_type(owner), "__module__", None)
+            prefix = self._module_denied(owner_mod if _isinstance(owner_mod, str) else None)
+            if prefix:
+                return f"{prefix} ({_type(owner).__name__}.{getattr(func, '__name__', '?')})"
         return None
 
     def check_path(self, path):
@@ -280,8 +297,16 @@ class _Denied(BaseException):
     pass
 
 
-def _child_main(fn, cases, deny, out_fd):
+def _child_main(fn, cases, deny, out_fd, cpu_seconds=None):
     """Body of the forked child: run each case, stream one frame per case, exit."""
+    if cpu_seconds:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        used = int(sum(os.times()[:2]))  # a fork inherits its parent's CPU time
+        limit = used + int(cpu_seconds)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_CPU, (limit, hard))
     import faulthandler
     faulthandler.disable()  # a crash of student code is an outcome, not a dump on stderr
     os._exit = _os_exit  # the kernel's guard against os._exit is not needed in a throw-away child
@@ -314,6 +339,8 @@ def _child_main(fn, cases, deny, out_fd):
         elif event == "c_call":
             if arg is _setprofile or arg is _settrace or arg is _thread_setprofile:
                 deny_now("sys.setprofile/settrace (switching off the grader's watch)")
+            if _THREAD_STARTS.get(id(arg)) is arg:
+                deny_now("_thread.start_new_thread (work in a thread the grader cannot watch)")
             label = deny.check_cfunc(arg)
             if label:
                 deny_now(label)
@@ -348,11 +375,14 @@ def _child_main(fn, cases, deny, out_fd):
         try:
             value = run_one(args, kwargs)
         except BaseException as exc:  # noqa: BLE001 - any student exception is an outcome
-            msg = _str(exc) if _type(exc).__str__ is BaseException.__str__ else ""
-            try:
-                msg = msg or _str(exc)
-            except BaseException:  # noqa: BLE001 - a hostile __str__
-                msg = ""
+            # Only the built-in exception classes' messages are read: a class the student
+            # defined could run any code in its __str__, outside the watch.
+            msg = ""
+            if _type(exc).__module__ == "builtins" and _type(exc).__str__ in _BUILTIN_STRS:
+                try:
+                    msg = BaseException.__str__(exc)
+                except BaseException:  # noqa: BLE001
+                    msg = ""
             write_frame(out_fd, {"kind": "raised", "type": _type(exc).__name__,
                                  "detail": msg[:300]})
             continue
@@ -366,7 +396,7 @@ def _child_main(fn, cases, deny, out_fd):
     _os_exit(0)
 
 
-def run_cases(fn, cases, *, deny=None, timeout=10.0, close_fds=()):
+def run_cases(fn, cases, *, deny=None, timeout=10.0, close_fds=(), cpu_seconds=None):
     """Call ``fn(*args, **kwargs)`` for each ``(args, kwargs)`` in a forked child.
 
     Parameters
@@ -382,6 +412,9 @@ def run_cases(fn, cases, *, deny=None, timeout=10.0, close_fds=()):
     close_fds : sequence of int
         File descriptors the child closes before running student code (the grader's
         private channels).
+    cpu_seconds : int, optional
+        CPU time the child may use (RLIMIT_CPU): a function that burns CPU in threads the
+        wall-clock timeout does not see is killed by the kernel.
 
     Returns
     -------
@@ -402,7 +435,7 @@ def run_cases(fn, cases, *, deny=None, timeout=10.0, close_fds=()):
                     _os_close(fd)
                 except OSError:
                     pass
-            _child_main(fn, cases, deny, w)
+            _child_main(fn, cases, deny, w, cpu_seconds)
         finally:
             _os_exit(70)
     _os_close(w)

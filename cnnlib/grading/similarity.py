@@ -265,6 +265,9 @@ def graded_units(release_nb: dict) -> dict[str, str]:
     return units
 
 
+OTHER = "other:"  # prefix of the units that hold a student's other functions
+
+
 def extract_units(nb: dict, units: Mapping[str, str]) -> tuple[dict[str, ast.AST], list[str]]:
     """The code of each graded unit in a notebook, and what could not be read.
 
@@ -279,7 +282,8 @@ def extract_units(nb: dict, units: Mapping[str, str]) -> tuple[dict[str, ast.AST
     -------
     code : dict
         ``{unit: ast.Module}`` holding the unit's function and the helpers defined next to
-        it, or a task cell's statements (function definitions removed).
+        it, or a task cell's statements (function definitions removed); and, as
+        ``"other:<name>"``, every other function the student defined, on its own.
     problems : list of str
         Cells that do not parse, by ``grade_id`` or position.
     """
@@ -303,6 +307,10 @@ def extract_units(nb: dict, units: Mapping[str, str]) -> tuple[dict[str, ast.AST
             if units.get(node.name) == "function":
                 helpers = [d for d in defs if d.name not in units]
                 code[node.name] = ast.Module(body=[node, *helpers], type_ignores=[])
+            elif node.name not in units:
+                # any other function of the student's, compared with the library only:
+                # library code copied under another name, in any cell
+                code[f"{OTHER}{node.name}"] = ast.Module(body=[node], type_ignores=[])
     for unit, kind in units.items():
         if kind == "cell" and unit in by_grade_id:
             body = [s for s in by_grade_id[unit].body
@@ -364,18 +372,27 @@ def as_assignment(tree: ast.AST) -> ast.AST:
     return ast.fix_missing_locations(tree)
 
 
-def library_units(module_names: Iterable[str] = ("cnnlib.numpy",)) -> dict[str, str]:
+LIBRARY_MODULES = ("cnnlib.numpy", "numpy.lib._arraypad_impl",
+                   "numpy.lib._stride_tricks_impl")
+
+
+def library_units(module_names: Iterable[str] = LIBRARY_MODULES) -> dict[str, str]:
     """``{qualified name: source}`` of every function defined in the given packages' modules.
 
-    For ``cnnlib.numpy`` these are the public ops and their private helpers: the code a
-    student could copy. ``compare`` normalises them with ``library=True``.
+    For ``cnnlib.numpy`` these are the public ops and their private helpers, and for NumPy
+    the padding and sliding-window code: what a student could copy, under any name.
+    ``compare`` normalises them with ``library=True``. Modules that do not exist in the
+    installed NumPy are skipped.
     """
     import importlib
     import pkgutil
 
     found = {}
     for module_name in module_names:
-        package = importlib.import_module(module_name)
+        try:
+            package = importlib.import_module(module_name)
+        except ImportError:
+            continue
         modules = [package]
         if hasattr(package, "__path__"):
             modules += [importlib.import_module(f"{module_name}.{info.name}")
@@ -474,7 +491,8 @@ def compare(students: Iterable[Submission], *, library: Mapping[str, str] | None
             matches.append(Match(unit, a, b, kind, round(score, 4), len(pa & pb), len(pa),
                                  len(pb)))
 
-    units = sorted({u for s in (*students, *solutions) for u in s.prints})
+    units = sorted({u for s in (*students, *solutions) for u in s.prints
+                    if not u.startswith(OTHER)})
     for unit in units:
         owners = [(s.name, p) for s in students if (p := big(s, unit)) is not None]
         for (a, pa), (b, pb) in combinations(owners, 2):

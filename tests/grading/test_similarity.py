@@ -384,3 +384,30 @@ if __name__ == "__main__":
         parsed, compared, pairs = measure(n)
         print(f"{n} students: extract+normalise {parsed:.2f} s, compare {compared:.2f} s "
               f"({pairs} pairs at 0.9)")
+
+
+def test_library_code_copied_under_another_name_is_flagged():
+    """A helper in any cell, renamed, that is cnnlib's or NumPy's code."""
+    import textwrap
+
+    import numpy.lib._arraypad_impl as arraypad
+
+    copy = library_copy().replace("def conv2d(", "def slide_filters(")
+    pad = textwrap.dedent(inspect.getsource(arraypad._pad_simple)).replace(
+        "def _pad_simple(", "def grow(")
+    renamer = S.fill({"conv2d": "def conv2d(x, w, b, stride=1, padding=0):\n"
+                                "    return slide_filters(x, w, b, stride, padding)\n",
+                      "pad2d": "def pad2d(x, padding):\n"
+                               "    width = [(0, 0)] * (x.ndim - 2) + [(padding,) * 2] * 2\n"
+                               "    return grow(x, width)[0]\n"},
+                     extra_cells=[copy, pad])
+    released = json.loads(S.RELEASE.read_text())
+    units = sim.graded_units(released)
+    stubs = sim.stub_prints(released, units)
+    subs = [sim.submission(name, nb, units, stubs)
+            for name, nb in {"renamer": renamer, "alice": S.complete()}.items()]
+    found = sim.compare(subs, library=sim.library_units(), threshold=0.9)
+    flagged = {(m.unit, m.other) for m in found if m.kind == "library"}
+    assert ("other:slide_filters", "cnnlib.numpy.conv.conv2d_forward_naive") in flagged, found
+    assert ("other:grow", "numpy.lib._arraypad_impl._pad_simple") in flagged, found
+    assert not [m for m in found if "alice" in (m.student, m.other)]

@@ -1,0 +1,150 @@
+"""A bubblewrap jail for the kernel that runs a student's notebook under autograding.
+
+The kernel gets an unprivileged uid, no network, its own pid namespace (every process the
+student starts ends with the kernel), a read-only view of the Python environment and of
+the ``cnnlib`` package, the student's own notebook read-only, and one writable scratch
+folder, which is also its home. Nothing else of the machine is visible: not
+``solutions/``, the gradebook, ``nbgrader_config.py``, other submissions or feedback.
+Limits: address space, processes, CPU seconds, file size, open files, no core dumps.
+
+Linux only (bubblewrap, Debian package ``bubblewrap``). Knows no assignment.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+
+__all__ = ["Limits", "bwrap_path", "bwrap_works", "jail_command", "sandbox_uid"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one sandboxed kernel (and everything it starts)."""
+
+    memory_mb: int = 2048  # address space of each process
+    processes: int = 64  # RLIMIT_NPROC of the sandbox uid
+    cpu_seconds: int = 900  # CPU time of each process (the kernel's whole run)
+    file_mb: int = 64  # largest file it may write in its scratch folder
+    open_files: int = 256
+
+    def prlimit_args(self):
+        mem = self.memory_mb * 1024 * 1024
+        return [f"--as={mem}", f"--nproc={self.processes}", f"--cpu={self.cpu_seconds}",
+                f"--fsize={self.file_mb * 1024 * 1024}", f"--nofile={self.open_files}",
+                "--core=0"]
+
+
+def bwrap_path():
+    """Path of the ``bwrap`` executable, or None."""
+    return shutil.which("bwrap")
+
+
+@functools.lru_cache(maxsize=1)
+def bwrap_works():
+    """True when bubblewrap can create a sandbox here (present and permitted)."""
+    path = bwrap_path()
+    if not path:
+        return False
+    cmd = [path, "--ro-bind", "/", "/", "--unshare-all", "--die-with-parent", "--proc", "/proc",
+           "--dev", "/dev"]
+    if os.geteuid() != 0:
+        cmd.append("--unshare-user")
+    try:
+        return subprocess.run(cmd + ["true"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def sandbox_uid():
+    """The unprivileged uid the kernel runs as: one per grading process, so that the
+    process limit of one student's kernel is not shared with another grading worker."""
+    return 61000 + os.getpid() % 4000
+
+
+def _python_dirs():
+    """Read-only directories the kernel's Python needs: the interpreter's installation, the
+    virtualenv, and the folder of the ``cnnlib`` package (an editable install points into
+    the course repository; only the package itself is exposed, never the repository)."""
+    import cnnlib
+
+    dirs = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix),
+            os.path.dirname(os.path.realpath(cnnlib.__file__))}
+    exe = os.path.realpath(sys.executable)
+    dirs.add(os.path.dirname(os.path.dirname(exe)))
+    return sorted(dirs)
+
+
+def jail_command(argv, *, scratch, runtime_dir, notebook=None, limits=None, env=None,
+                 uid=None):
+    """The command that runs ``argv`` in the jail.
+
+    Parameters
+    ----------
+    argv : list of str
+        The kernel's command (absolute interpreter path).
+    scratch : str
+        The one writable folder: home and working directory. Owned by ``uid``.
+    runtime_dir : str
+        The folder of the kernel's connection file and ipc sockets (bound read-write at
+        the same path, so the grader can reach the sockets).
+    notebook : str, optional
+        The student's submitted notebook, shown read-only in ``scratch``'s parent as
+        ``submitted.ipynb``.
+    env : dict
+        The kernel's whole environment (nothing else is inherited).
+    """
+    limits = limits or Limits()
+    bwrap = bwrap_path()
+    if bwrap is None:
+        raise RuntimeError("bubblewrap (bwrap) is not installed")
+    uid = sandbox_uid() if uid is None else uid
+    # /proc, /dev and an empty /tmp first: later binds may lie under /tmp
+    cmd = ["prlimit", *limits.prlimit_args(), "--", bwrap, "--proc", "/proc", "--dev", "/dev",
+           "--tmpfs", "/tmp"]
+    for d in ("/usr", "/bin", "/lib", "/lib64", "/sbin"):
+        if os.path.exists(d):
+            cmd += ["--ro-bind", d, d]
+    # only what the dynamic linker, time zone, fonts and certificates need from /etc
+    for f in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/nsswitch.conf",
+              "/etc/passwd", "/etc/group", "/etc/ssl", "/etc/fonts"):
+        if os.path.exists(f):
+            cmd += ["--ro-bind", f, f]
+    binds = [("--ro-bind", d) for d in _python_dirs()]
+    binds += [("--bind", runtime_dir), ("--bind", scratch)]
+    # bubblewrap run as root creates missing parent folders with mode 0700, which the
+    # unprivileged uid could not traverse: create them 0755 first
+    parents = set()
+    for _, d in binds:
+        p = os.path.dirname(d)
+        while p not in ("/", "") and p not in parents:
+            parents.add(p)
+            p = os.path.dirname(p)
+    for p in sorted(parents, key=lambda x: x.count("/")):
+        if not any(p == d or p.startswith(d + "/") for _, d in binds) and p not in (
+                "/usr", "/bin", "/lib", "/lib64", "/sbin", "/tmp", "/proc", "/dev"):
+            cmd += ["--perms", "0755", "--dir", p]
+    for kind, d in binds:
+        cmd += [kind, d, d]
+    if notebook:
+        cmd += ["--ro-bind", notebook, os.path.join(scratch, "submitted.ipynb")]
+    # every namespace but the user one (--unshare-all would map only uid 0 when run as
+    # root, and the drop to an unprivileged uid below needs the real one)
+    cmd += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+            "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--chdir", scratch,
+            "--clearenv"]
+    for key, value in (env or {}).items():
+        cmd += ["--setenv", key, value]
+    if os.geteuid() == 0:
+        # Real root outside: drop to an unprivileged uid inside (RLIMIT_NPROC is not
+        # enforced for root), with no way back (no_new_privs, no capabilities).
+        cmd += ["--", shutil.which("setpriv") or "/usr/bin/setpriv", f"--reuid={uid}",
+                f"--regid={uid}", "--clear-groups", "--no-new-privs", "--inh-caps=-all"]
+    else:
+        cmd = cmd[:cmd.index(bwrap) + 1] + ["--unshare-user", "--uid", str(uid), "--gid",
+                                             str(uid)] + cmd[cmd.index(bwrap) + 1:]
+    return cmd + ["--", *argv]

@@ -1,0 +1,237 @@
+"""The forked-child sandbox (``sandbox``), the call format (``remote``) and the bubblewrap
+jail (``jail``), each on its own. Fast: a fork per call, one jailed process at most."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cnnlib.grading import jail, remote
+from cnnlib.grading.sandbox import DenyList, encode_value, run_cases
+
+
+def define(src):
+    ns = {"np": np, "__name__": "__main__"}
+    exec(compile(src, "<student cell>", "exec"), ns)
+    return ns
+
+
+# --------------------------------------------------------------------------- run_cases
+
+def test_results_come_back_in_order_with_exact_types():
+    outs = run_cases(lambda a: a * 2, [((np.arange(3.0),), {}), ((4,), {})], timeout=5)
+    assert [o.kind for o in outs] == ["ok", "ok"]
+    assert outs[0]["value"].tolist() == [0.0, 2.0, 4.0] and outs[1]["value"] == 8
+
+
+def test_a_student_exception_class_never_runs_its_str():
+    ns = define('''
+class Sneaky(Exception):
+    def __str__(self):
+        import cnnlib.numpy
+        return "RAN"
+
+def f():
+    raise Sneaky()
+''')
+    (o,) = run_cases(ns["f"], [((), {})], timeout=5)
+    assert o.kind == "raised" and "Sneaky" in o["detail"] and "RAN" not in o["detail"]
+    (o,) = run_cases(lambda: int("x"), [((), {})], timeout=5)
+    assert "invalid literal" in o["detail"]  # built-in messages are kept
+
+
+def test_a_raw_thread_is_denied():
+    ns = define('''
+import _thread
+def f():
+    _thread.start_new_thread(lambda: None, ())
+    return 1
+''')
+    (o,) = run_cases(ns["f"], [((), {})], deny=DenyList(), timeout=5)
+    assert o.kind == "denied" and "_thread.start_new_thread" in o["detail"]
+
+
+def test_methods_of_a_denied_library_objects_are_denied(tmp_path, monkeypatch):
+    # a stand-in for a torch tensor: a C method bound to an object whose type lives in a
+    # denied package
+    pkg = tmp_path / "fakelib"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("class Tensor(list):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import fakelib
+
+    t = fakelib.Tensor([1, 2])
+    deny = DenyList(modules=("fakelib",))
+    (o,) = run_cases(lambda: t.copy(), [((), {})], deny=deny, timeout=5)
+    assert o.kind == "denied" and "Tensor.copy" in o["detail"], o
+    (o,) = run_cases(lambda: np.zeros(2).copy(), [((), {})], deny=deny, timeout=5)
+    assert o.kind == "ok"
+
+
+def test_cpu_limit_per_call_stops_work_the_clock_does_not_see():
+    def burn():
+        while True:
+            pass
+    (o,) = run_cases(burn, [((), {})], timeout=30, cpu_seconds=1)
+    assert o.kind == "crashed" and "SIGXCPU" in o["detail"] or "SIGKILL" in o["detail"], o
+
+
+def test_hang_crash_exit_and_memory_are_outcomes():
+    def hang():
+        import time
+        while True:
+            try:
+                time.sleep(0.01)
+            except KeyboardInterrupt:
+                pass
+    outs = run_cases(hang, [((), {}), ((), {})], timeout=1)
+    assert [o.kind for o in outs] == ["timeout", "skipped"]
+    (o,) = run_cases(lambda: os._exit(3), [((), {})], timeout=5)
+    assert o.kind == "exited" and "3" in o["detail"]
+
+
+@pytest.mark.parametrize("value, kind", [
+    (np.zeros(2), "array"), (3, "int"), (np.int64(3), "int"), (2.5, "float"),
+    (None, "none"), (True, "badtype"), (np.zeros(2, dtype=object), "badtype"),
+    ([1, 2], "badtype"), (np.zeros(2).view(type("Sub", (np.ndarray,), {})), "badtype"),
+])
+def test_encode_value_checks_types_exactly(value, kind):
+    assert encode_value(value)[0]["kind"] == kind
+
+
+# --------------------------------------------------------------------------- remote format
+
+def _answer(items):
+    return json.dumps(items)
+
+
+def test_remote_round_trip_is_plain_data():
+    arr = np.arange(6.0).reshape(2, 3)
+    outcomes = remote.decode_outcomes(_answer([
+        {"kind": "ok", "npy": remote._npy(arr)},
+        {"kind": "ok", "py": 4, "py_kind": "int"},
+        {"kind": "ok", "py": "nan", "py_kind": "float"},
+        {"kind": "raised", "detail": "raised ValueError: x" * 100},
+    ]), 4)
+    assert np.array_equal(outcomes[0]["value"], arr) and not outcomes[0]["value"].flags.writeable
+    assert outcomes[1]["desc"] == {"kind": "int", "value": 4}
+    assert np.isnan(outcomes[2]["value"])
+    assert len(outcomes[3]["detail"]) <= remote.MAX_DETAIL
+
+
+@pytest.mark.parametrize("answer", [
+    "[]",  # too few results
+    _answer([{"kind": "passed"}]),  # unknown kind
+    _answer([{"kind": "ok", "py": True, "py_kind": "int"}]),  # bool is not an int
+    _answer([{"kind": "ok", "py": [1], "py_kind": "int"}]),
+    _answer([{"kind": "ok", "npy": "not base64!"}]),
+    _answer([{"kind": "ok", "npy": remote._npy(np.array(["a"]))}]),  # not numeric
+    "x" * (remote.MAX_ANSWER_CHARS + 1),
+])
+def test_remote_answers_are_decoded_strictly(answer):
+    with pytest.raises((ValueError, TypeError)):
+        remote.decode_outcomes(answer, 1)
+
+
+def test_pickled_arrays_are_refused():
+    import base64
+    import io
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    text = base64.b64encode(buf.getvalue()).decode()
+    with pytest.raises(ValueError):
+        remote.decode_outcomes(_answer([{"kind": "ok", "npy": text}]), 1)
+
+
+def test_install_calls_the_named_function_with_its_deny_list():
+    ns = define("def pad2d(x, p):\n    return np.pad(x, p)\n"
+                "def conv_output_size(n, k, s=1, p=0):\n    return (n + 2 * p - k) // s + 1\n")
+    remote.install(ns)
+    req = remote.encode_request("pad2d", "pad2d", "a1-convolution",
+                                [((np.ones((2, 2)), 1), {})], 5)
+    ns[remote.CALL_NAME](req)
+    (o,) = remote.decode_outcomes(ns[remote.RESULT_NAME], 1)
+    assert o["kind"] == "denied" and "numpy.pad" in o["detail"]
+    req = remote.encode_request("conv_output_size", "conv_output_size", "a1-convolution",
+                                [((7, 3, 2, 1), {})], 5)
+    ns[remote.CALL_NAME](req)
+    (o,) = remote.decode_outcomes(ns[remote.RESULT_NAME], 1)
+    assert o["kind"] == "ok" and o["value"] == 4
+    req = remote.encode_request("conv2d", "conv2d", "a1-convolution", [((1,), {})], 5)
+    ns[remote.CALL_NAME](req)
+    (o,) = remote.decode_outcomes(ns[remote.RESULT_NAME], 1)
+    assert o["kind"] == "missing" and "conv2d is not defined" in o["detail"]
+
+
+# --------------------------------------------------------------------------- the jail
+
+@pytest.fixture
+def jailed(tmp_path):
+    if not jail.bwrap_works():
+        if os.environ.get("CI") == "true":
+            pytest.fail("bubblewrap is missing: install the Debian package 'bubblewrap'")
+        pytest.skip("bubblewrap not available")
+    base = tmp_path / "j"
+    for d in ("home", "run"):
+        (base / d).mkdir(parents=True)
+        if os.geteuid() == 0:
+            os.chown(base / d, 61999, 61999)
+    os.chmod(tmp_path, 0o755)
+    os.chmod(base, 0o755)
+
+    def run(code, **limits):
+        cmd = jail.jail_command([sys.executable, "-c", code], scratch=str(base / "home"),
+                                runtime_dir=str(base / "run"), uid=61999,
+                                limits=jail.Limits(**limits),
+                                env={"PATH": "/usr/bin:/bin", "HOME": str(base / "home")})
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    return run
+
+
+def test_jail_sees_only_the_environment_and_its_scratch(jailed, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("hidden")
+    proc = jailed(f"""
+import os, socket
+print(os.getuid() != 0)
+print(os.path.exists({str(secret)!r}))
+try:
+    socket.create_connection(("127.0.0.1", 22), timeout=2); print("net")
+except OSError:
+    print("no net")
+for path in ("/usr/evil", {str(tmp_path / 'evil')!r}):
+    try:
+        open(path, "w"); print("wrote", path)
+    except OSError:
+        print("read-only")
+open("scratch.txt", "w").write("ok"); print("scratch ok")
+print(os.getpid() < 10)
+""")
+    assert proc.stdout.split("\n")[:7] == ["True", "False", "no net", "read-only",
+                                           "read-only", "scratch ok", "True"], proc
+
+
+def test_jail_limits_memory_and_processes(jailed):
+    proc = jailed("""
+import numpy as np, os
+try:
+    np.ones(3 * 1024 ** 3 // 8); print("allocated")
+except MemoryError:
+    print("no memory")
+pids = []
+try:
+    for _ in range(50):
+        pid = os.fork()
+        if pid == 0:
+            import time; time.sleep(5); os._exit(0)
+        pids.append(pid)
+    print("forked all")
+except OSError:
+    print("process limit")
+""", processes=10)
+    assert proc.stdout.split("\n")[:2] == ["no memory", "process limit"], proc
