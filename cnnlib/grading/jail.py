@@ -19,7 +19,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-__all__ = ["Limits", "bwrap_path", "bwrap_works", "jail_command", "sandbox_uid"]
+__all__ = ["Limits", "bwrap_path", "bwrap_works", "jail_command", "sandbox_uid",
+           "SANDBOX_UID_BASE"]
 
 
 @dataclass(frozen=True)
@@ -60,10 +61,18 @@ def bwrap_works():
         return False
 
 
+SANDBOX_UID_BASE = 2_000_000_000
+
+
 def sandbox_uid():
     """The unprivileged uid the kernel runs as: one per grading process, so that the
-    process limit of one student's kernel is not shared with another grading worker."""
-    return 61000 + os.getpid() % 4000
+    process limit of one student's kernel is not shared with another grading worker, and
+    killing this uid's processes never touches another worker's kernel.
+
+    The pid itself keeps it unique among live grading processes (a modulus would let two
+    parallel workers share a uid); the offset keeps it clear of login users, systemd's
+    dynamic users and the usual container ranges (which end below 0x70000000)."""
+    return SANDBOX_UID_BASE + os.getpid()
 
 
 def _python_dirs():

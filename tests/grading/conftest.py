@@ -20,6 +20,8 @@ import a1_students as S
 import adversaries as A
 import pytest
 
+from cnnlib.grading import jail
+
 ROOT = Path(__file__).resolve().parents[2]
 # What the run itself writes in the course directory; everything else must be unchanged.
 RUN_OUTPUTS = ("gradebook.db", "autograded", "feedback", "grading_status", "grades.csv",
@@ -63,7 +65,7 @@ def sandbox_processes():
                 errors="replace")
         except OSError:
             continue
-        if 61000 <= uid < 65000 or "CNNLIB-ATTACK-MARKER" in cmd:
+        if uid >= jail.SANDBOX_UID_BASE or "CNNLIB-ATTACK-MARKER" in cmd:
             found.append((int(pid), uid, cmd[:200]))
     return found
 
