@@ -1,0 +1,56 @@
+"""Sphinx extension of the course book: notebooks to download, readable module docstrings.
+
+Each executed page offers its notebook.
+
+sphinx-book-theme's download menu lists ``.md`` and ``.pdf`` for a MyST-Markdown notebook,
+and lists ``.ipynb`` only when the page context names one (it does so itself only when
+launch buttons are switched on). This extension copies every executed notebook that
+myst-nb wrote to ``_build/jupyter_execute`` into the HTML output's ``_sources`` folder and
+names it in the page context, so the menu offers the executed ``.ipynb`` of every chapter,
+with or without launch buttons, from the built files alone (it works offline).
+
+The library's docstrings are written for ``help()``: a module docstring may have headed
+sections ("Conventions", "API") of its own. On a page that documents several modules
+those headings would become sections of the page, with clashing targets. Headings that
+napoleon left alone are turned into rubrics, which look the same and create no target.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+EXECUTED = "jupyter_execute"  # myst-nb's output folder, beside the HTML output
+
+
+def offer_executed_notebook(app, pagename, templatename, context, doctree):
+    executed = Path(app.outdir).parent / EXECUTED / f"{pagename}.ipynb"
+    if app.builder.format != "html" or not executed.is_file():
+        return
+    target = Path(app.outdir) / "_sources" / f"{pagename}.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(executed, target)
+    context["ipynb_source"] = f"{pagename}.ipynb"
+
+
+def _is_heading(title: str, underline: str) -> bool:
+    return (bool(title.strip()) and not title[0].isspace() and len(underline) >= 3
+            and re.fullmatch(r"(-+|=+|~+)", underline) is not None)
+
+
+def headings_to_rubrics(app, what, name, obj, options, lines):
+    """Replace each unindented ``Title`` over a line of dashes by ``.. rubric:: Title``."""
+    i = 0
+    while i + 1 < len(lines):
+        if _is_heading(lines[i], lines[i + 1].rstrip()):
+            lines[i:i + 2] = [f".. rubric:: {lines[i].strip()}", ""]
+        i += 1
+
+
+def setup(app):
+    # After napoleon (priority 500), which turns its own sections into fields and rubrics.
+    app.connect("autodoc-process-docstring", headings_to_rubrics, priority=600)
+    # Before the theme builds its header buttons (priority 501).
+    app.connect("html-page-context", offer_executed_notebook, priority=400)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
