@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 STAMP = HTML / ".build-ok"
 SOURCES = ("book", "cnnlib", "_static/custom.css", "_toc.yml", "_config.yml", "intro.md",
-           "references.bib")
+           "references.bib", "tools/book_ext.py")
 
 
 def _newest_source_mtime() -> float:
