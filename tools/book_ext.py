@@ -13,6 +13,12 @@ The library's docstrings are written for ``help()``: a module docstring may have
 sections ("Conventions", "API") of its own. On a page that documents several modules
 those headings would become sections of the page, with clashing targets. Headings that
 napoleon left alone are turned into rubrics, which look the same and create no target.
+
+Two workarounds keep the browser console of every page clean: sphinx-thebe and
+sphinx-togglebutton each add their inline configuration script twice under jupyter-book
+(a second ``const THEBE_JS_URL`` is a SyntaxError), so repeated scripts are dropped; and
+the theme's colour mode defaults to an empty string, which pydata-sphinx-theme reports as
+an error, so it defaults to "auto" (what the theme falls back to anyway).
 """
 
 from __future__ import annotations
@@ -34,6 +40,21 @@ def offer_executed_notebook(app, pagename, templatename, context, doctree):
     context["ipynb_source"] = f"{pagename}.ipynb"
 
 
+def drop_repeated_scripts(app, pagename, templatename, context, doctree):
+    seen, unique = set(), []
+    for script in context.get("script_files", []):
+        key = (str(script), repr(sorted(getattr(script, "attributes", {}).items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    context["script_files"] = unique
+
+
+def default_colour_mode(app, config):
+    if isinstance(config.html_theme_options, dict):
+        config.html_theme_options.setdefault("default_mode", "auto")
+
+
 def _is_heading(title: str, underline: str) -> bool:
     return (bool(title.strip()) and not title[0].isspace() and len(underline) >= 3
             and re.fullmatch(r"(-+|=+|~+)", underline) is not None)
@@ -51,6 +72,8 @@ def headings_to_rubrics(app, what, name, obj, options, lines):
 def setup(app):
     # After napoleon (priority 500), which turns its own sections into fields and rubrics.
     app.connect("autodoc-process-docstring", headings_to_rubrics, priority=600)
+    app.connect("html-page-context", drop_repeated_scripts, priority=900)
+    app.connect("config-inited", default_colour_mode)
     # Before the theme builds its header buttons (priority 501).
     app.connect("html-page-context", offer_executed_notebook, priority=400)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlparse
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -32,8 +33,10 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 # for every image to load or fail, then describe what is on the page.
 INSPECT = r"""
 (async () => {
+  // The hook must not return the queued callback: MathJax would wait for it while the
+  // queue waits for the hook, and neither would ever finish.
   const mathjax2 = () => new Promise(resolve => {
-    MathJax.Hub.Register.StartupHook("End", () => MathJax.Hub.Queue(resolve));
+    MathJax.Hub.Register.StartupHook("End", () => { MathJax.Hub.Queue(() => resolve()); });
   });
   if (window.MathJax && window.MathJax.Hub) {
     await mathjax2();
@@ -45,7 +48,10 @@ INSPECT = r"""
   await Promise.all(images.map(img => img.complete ? null :
       new Promise(r => { img.addEventListener("load", r); img.addEventListener("error", r); })));
   const root = document.querySelector("article") || document.body;
-  const maths = Array.from(root.querySelectorAll(".math"));
+  // MathJax 2's HTML-CSS output also uses the class "math" inside what it renders.
+  const rendered = ".MathJax, .MathJax_Display, .MathJax_CHTML, .MathJax_SVG, mjx-container";
+  const maths = Array.from(root.querySelectorAll(".math"))
+      .filter(m => m.parentElement.closest(rendered) === null);
   const typeset = m => m.querySelector(
       ".MathJax, .MathJax_CHTML, .MathJax_SVG, mjx-container") !== null;
   return {
@@ -171,6 +177,8 @@ def _errors_from(events: list[dict], session: str) -> list[str]:
             out.append(f"uncaught exception: {str(text)[:300]}")
         elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
             entry = params["entry"]
+            if urlparse(entry.get("url", "")).path == "/favicon.ico":
+                continue  # the browser asks the server for it; the pages name no icon
             out.append(f"{entry.get('source')}: {entry.get('text', '')[:200]} "
                        f"{entry.get('url', '')}".rstrip())
     return out
