@@ -43,16 +43,20 @@ def offer_executed_notebook(app, pagename, templatename, context, doctree):
 def drop_repeated_scripts(app, pagename, templatename, context, doctree):
     seen, unique = set(), []
     for script in context.get("script_files", []):
-        key = (str(script), repr(sorted(getattr(script, "attributes", {}).items())))
+        # The same inline script comes once with filename None and once with "".
+        key = (str(getattr(script, "filename", script) or ""),
+               repr(sorted(getattr(script, "attributes", {}).items())))
         if key not in seen:
             seen.add(key)
             unique.append(script)
-    context["script_files"] = unique
+    # In place: handlers that run later (sphinx.ext.mathjax) add to this same list.
+    context["script_files"][:] = unique
 
 
-def default_colour_mode(app, config):
-    if isinstance(config.html_theme_options, dict):
-        config.html_theme_options.setdefault("default_mode", "auto")
+def default_colour_mode(app, pagename, templatename, context, doctree):
+    # pydata-sphinx-theme's layout reads ``default_mode`` from the page context.
+    if not context.get("default_mode"):
+        context["default_mode"] = "auto"
 
 
 def _is_heading(title: str, underline: str) -> bool:
@@ -72,8 +76,8 @@ def headings_to_rubrics(app, what, name, obj, options, lines):
 def setup(app):
     # After napoleon (priority 500), which turns its own sections into fields and rubrics.
     app.connect("autodoc-process-docstring", headings_to_rubrics, priority=600)
-    app.connect("html-page-context", drop_repeated_scripts, priority=900)
-    app.connect("config-inited", default_colour_mode)
+    app.connect("html-page-context", drop_repeated_scripts, priority=450)
+    app.connect("html-page-context", default_colour_mode, priority=450)
     # Before the theme builds its header buttons (priority 501).
     app.connect("html-page-context", offer_executed_notebook, priority=400)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
