@@ -24,10 +24,29 @@ an error, so it defaults to "auto" (what the theme falls back to anyway).
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 EXECUTED = "jupyter_execute"  # myst-nb's output folder, beside the HTML output
+
+
+def _with_cached_outputs(app, notebook: Path) -> str:
+    """The notebook's text, with the outputs of its execution when jupyter-cache has them.
+
+    In ``cache`` execution mode myst-nb writes the notebook to ``jupyter_execute`` without
+    the outputs it rendered from the cache, so they are merged back in here.
+    """
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    cache_path = getattr(getattr(app.env, "mystnb_config", None), "execution_cache_path", "")
+    if cache_path and Path(cache_path).is_dir():
+        from jupyter_cache import get_cache
+
+        try:
+            _, nb = get_cache(cache_path).merge_match_into_notebook(nb)
+        except KeyError:  # not in the cache: the notebook as myst-nb wrote it
+            pass
+    return nbformat.writes(nb)
 
 
 def offer_executed_notebook(app, pagename, templatename, context, doctree):
@@ -36,7 +55,7 @@ def offer_executed_notebook(app, pagename, templatename, context, doctree):
         return
     target = Path(app.outdir) / "_sources" / f"{pagename}.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(executed, target)
+    target.write_text(_with_cached_outputs(app, executed), encoding="utf-8")
     context["ipynb_source"] = f"{pagename}.ipynb"
 
 
