@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 export MPLBACKEND := Agg
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help venv book test test-fast bench grade release lint clean
+.PHONY: help venv book test test-fast bench grade release publish lint clean
 
 help:
 	@echo "make book     build the executed book into _build/html"
@@ -18,6 +18,7 @@ help:
 	@echo "make bench    print speed ratios measured side by side (cnnlib vs torch, grading time)"
 	@echo "make grade    autograde examples/submissions in a scratch course directory"
 	@echo "make release  regenerate assignments/ from solutions/ with nbgrader"
+	@echo "make publish  student bundle (book, released notebooks, cnnlib wheel) in _build/publish, checked for leaks"
 	@echo "make lint     ruff"
 
 venv: $(STAMP)
@@ -46,6 +47,9 @@ grade: $(STAMP)
 
 release: $(STAMP)
 	$(PY) tools/release.py
+
+publish: $(STAMP)
+	$(PY) tools/publish.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check cnnlib tests benchmarks tools nbgrader_config.py

@@ -10,17 +10,21 @@ labels as int64, so the output goes straight into ``cnnlib.numpy`` or ``torch.fr
 
 Embedded datasets
 -----------------
-load_digits(size=32)     1,797 handwritten digits, 10 classes, (N, 1, size, size)
-load_textures(32)        patches of four photographs, one class per photograph,
-                         train and test patches cut from disjoint regions
-load_faces()             200 LFW crops, face / non-face, (N, 1, 25, 25)
-make_shapes(n)           synthetic coloured circles, squares, triangles and crosses
+::
+
+    load_digits(size=32)     1,797 handwritten digits, 10 classes, (N, 1, size, size)
+    load_textures(32)        patches of four photographs, one class per photograph,
+                             train and test patches cut from disjoint regions
+    load_faces()             200 LFW crops, face / non-face, (N, 1, 25, 25)
+    make_shapes(n)           synthetic coloured circles, squares, triangles and crosses
 
 Readers (root from the argument, else the ``CNNLIB_DATA`` environment variable)
------------------------------------------------------------------------------
-read_mnist(root)         the four IDX files, plain or gzipped
-read_cifar10(root)       the Python pickle batches in ``cifar-10-batches-py``
-read_image_folder(root)  one subfolder per class, PNG or JPEG files
+-------------------------------------------------------------------------------
+::
+
+    read_mnist(root)         the four IDX files, plain or gzipped
+    read_cifar10(root)       the Python pickle batches in cifar-10-batches-py
+    read_image_folder(root)  one subfolder per class, PNG or JPEG files
 """
 
 from __future__ import annotations

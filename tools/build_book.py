@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 STAMP = HTML / ".build-ok"
 SOURCES = ("book", "cnnlib", "_static/custom.css", "_toc.yml", "_config.yml", "intro.md",
-           "references.bib")
+           "references.bib", "tools/book_ext.py")
 
 
 def _newest_source_mtime() -> float:
@@ -60,7 +60,10 @@ def build(force: bool = False) -> float:
     start = time.perf_counter()
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(ROOT),
            "--warningiserror", "--keep-going"]
-    if force:
+    # Sphinx rewrites only pages whose source changed; a change to the book's own
+    # extension affects every page, so it rebuilds them all.
+    extension = ROOT / "tools" / "book_ext.py"
+    if force or (STAMP.exists() and extension.stat().st_mtime > STAMP.stat().st_mtime):
         cmd.append("--all")
     STAMP.unlink(missing_ok=True)
     subprocess.run(cmd, check=True, cwd=ROOT)

@@ -1,15 +1,18 @@
 """Tests of the built book (_build/html): execution, figures, math, links, speed, secrecy.
 
+Also: every page in headless Chromium (no console error, every formula typeset, every
+image loaded; ``book_browser.py``), links to chapters that read "Chapter N: Title",
+assignments that exist or are planned, the notebook download of each executed page, and
+an API reference that documents every public name of ``cnnlib``.
+
 All tests use the session fixture ``built_book``, which builds the book when it is stale
 (a few minutes), so they are marked slow.
 """
 
 from __future__ import annotations
 
-import os
+import json
 import re
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -216,34 +219,39 @@ def pages_with_math(html: Path) -> list[str]:
     return docs
 
 
-def test_math_renders_in_a_headless_browser(built_book, chromium):
-    docs = pages_with_math(built_book)
-    assert docs, "no page of the book contains math"
-    # One representative page per part of the check: the chapter with most math first.
-    docs.sort(key=lambda d: -len(main_content(page(built_book, d)).select(".math")))
+def browser_pages(html: Path) -> list[str]:
+    """Every page a reader can open: the toc's pages and Sphinx's index and search pages."""
+    pages = [f"{doc}.html" for doc in toc_files()]
+    pages += [name for name in ("genindex.html", "py-modindex.html", "search.html")
+              if (html / name).exists()]
+    return pages
+
+
+def test_every_page_renders_in_a_headless_browser(built_book, chromium):
+    # One browser for all pages, served over loopback HTTP as a reader's browser gets them.
+    from book_browser import inspect_pages
+
+    pages = browser_pages(built_book)
+    reports = inspect_pages(chromium, built_book, pages)
     problems = []
-    with tempfile.TemporaryDirectory() as profile:
-        for doc in docs[:2]:
-            n_math = len(main_content(page(built_book, doc)).select(".math"))
-            url = (built_book / f"{doc}.html").resolve().as_uri()
-            result = subprocess.run(
-                [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", f"--user-data-dir={profile}",
-                 "--virtual-time-budget=20000", "--dump-dom", url],
-                capture_output=True, text=True, timeout=180,
-                env={**os.environ, "HOME": profile})
-            dom = BeautifulSoup(result.stdout, "html.parser")
-            # MathJax 2 puts one frame (class MathJax, MathJax_CHTML or MathJax_SVG,
-            # depending on the output processor) per typeset formula; MathJax 3 an
-            # mjx-container.
-            rendered = dom.select(".MathJax, .MathJax_CHTML, .MathJax_SVG, mjx-container")
-            if "Math Processing Error" in result.stdout or dom.select(".MathJax_Error"):
-                problems.append(f"{doc}: MathJax reported an error")
-            # Every math span of the page is typeset, not just some.
-            if len(rendered) < n_math:
-                problems.append(f"{doc}: {n_math} math elements but {len(rendered)} typeset "
-                                f"by MathJax (stderr: {result.stderr[-500:]!r})")
+    for report in reports:
+        problems += [f"{report.path}: {error}" for error in report.errors]
+        if report.math_errors:
+            problems.append(f"{report.path}: MathJax reported {report.math_errors} error(s)")
+        if report.typeset < report.math:
+            problems.append(f"{report.path}: {report.math - report.typeset} of {report.math} "
+                            f"formulas not typeset, e.g. {report.untypeset}")
+        problems += [f"{report.path}: image {src} did not load" for src in report.broken_images]
+    by_path = {r.path: r for r in reports}
+    # The checks must have had something to check: formulas where the HTML has them, and
+    # the figures each chapter declares.
+    for doc in pages_with_math(built_book):
+        if by_path[f"{doc}.html"].math == 0:
+            problems.append(f"{doc}: the browser found none of the page's formulas")
+    for doc in toc_files():
+        if is_notebook(doc) and by_path[f"{doc}.html"].images < expected_figures(doc):
+            problems.append(f"{doc}: {expected_figures(doc)} figures declared, "
+                            f"{by_path[f'{doc}.html'].images} images in the browser")
     assert not problems, "\n".join(problems)
 
 
@@ -329,3 +337,162 @@ def test_book_sources_do_not_include_graded_library_code():
         offenders += [f"{path.name}: {name}" for name in pattern.findall(path.read_text())
                       if name in graded]
     assert not offenders, offenders
+
+
+# ----------------------------------------------------------------------------- chapters
+
+
+def numbered_chapters() -> list[str]:
+    """The chapters of the toc's numbered parts, in order: chapter N is the N-th."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [entry["file"] for part in toc.get("parts", []) if part.get("numbered")
+            for entry in part.get("chapters", [])]
+
+
+def chapter_title(html: Path, doc: str) -> str:
+    """The chapter's title as its page shows it, without the number Sphinx puts in front."""
+    h1 = main_content(page(html, doc)).find("h1")
+    for extra in h1.select(".section-number, .headerlink"):
+        extra.decompose()
+    return " ".join(h1.get_text().split())
+
+
+def test_links_to_a_chapter_show_its_number_and_title(built_book):
+    chapters = numbered_chapters()
+    assert chapters, "no numbered part in _toc.yml"
+    wanted = {(built_book / f"{doc}.html").resolve():
+              f"Chapter {n}: {chapter_title(built_book, doc)}"
+              for n, doc in enumerate(chapters, start=1)}
+    checked, problems = 0, []
+    for doc in toc_files():
+        for a in main_content(page(built_book, doc)).select("a.reference.internal"):
+            role = a.find("span", class_=["std-ref", "std-numref", "doc"])
+            href = urlparse(a.get("href", ""))
+            if role is None or not href.path:
+                continue
+            target = ((built_book / doc).parent / unquote(href.path)).resolve()
+            if target not in wanted:
+                continue
+            if href.fragment:  # a section inside the chapter is not a link to the chapter
+                section = BeautifulSoup(target.read_text(encoding="utf-8"), "html.parser")
+                anchor = section.find(id=href.fragment)
+                # The chapter's own target: its h1, the section holding it, or the empty
+                # span a label puts right before it.
+                heads = anchor is not None and (
+                    anchor.name == "h1" or anchor.find("h1", recursive=False) is not None
+                    or getattr(anchor.find_next_sibling(), "name", None) == "h1")
+                if not heads:
+                    continue
+            checked += 1
+            text = " ".join(a.get_text().split())
+            if text != wanted[target]:
+                problems.append(f"{doc}: a link to {target.name} reads {text!r}, "
+                                f"not {wanted[target]!r} (use {{numref}})")
+    assert checked, "no page links to a chapter"
+    assert not problems, "\n".join(problems)
+
+
+# ----------------------------------------------------------------------------- assignments
+
+ASSIGNMENT = re.compile(r"\ba[1-9]-[a-z]+(?:-[a-z]+)*\b")
+GUIDE_ROW = re.compile(r"^\|\s*`(a[1-9]-[a-z-]+)`\s*\|.*\|\s*(planned|\d+)\s*\|\s*$", re.M)
+
+
+def guide_assignments() -> dict[str, str]:
+    """{name: points or "planned"} from the table of the students' guide."""
+    return dict(GUIDE_ROW.findall((ROOT / "book" / "guides" / "students.md").read_text()))
+
+
+def released_points() -> dict[str, float]:
+    """{name: total points} of each released assignment, from its notebooks' nbgrader cells."""
+    out = {}
+    for folder in sorted((ROOT / "assignments").iterdir()):
+        if folder.is_dir():
+            out[folder.name] = sum(
+                cell["metadata"].get("nbgrader", {}).get("points", 0) or 0
+                for nb in folder.glob("*.ipynb")
+                for cell in json.loads(nb.read_text(encoding="utf-8"))["cells"])
+    return out
+
+
+def test_the_students_guide_lists_every_assignment_with_its_points():
+    listed, released = guide_assignments(), released_points()
+    assert released, "no released assignment in assignments/"
+    problems = []
+    for name, points in released.items():
+        if name not in listed:
+            problems.append(f"{name} is released but not listed in the students' guide")
+        elif listed[name] == "planned" or float(listed[name]) != points:
+            problems.append(f"{name}: the guide says {listed[name]}, the notebook is worth "
+                            f"{points:g} points")
+    problems += [f"{name} is listed with points but not released"
+                 for name, status in listed.items()
+                 if status != "planned" and name not in released]
+    assert not problems, "\n".join(problems)
+
+
+def test_every_assignment_the_book_names_is_released_or_planned(built_book):
+    listed, released = guide_assignments(), released_points()
+    known = set(released) | {name for name, status in listed.items() if status == "planned"}
+    named, unknown = set(), []
+    for doc in toc_files():
+        found = set(ASSIGNMENT.findall(main_content(page(built_book, doc)).get_text()))
+        named |= found
+        unknown += [f"{doc}: {name}" for name in sorted(found - known)]
+    assert named, "the book names no assignment"
+    assert not unknown, ("assignments named in the book that are neither in assignments/ "
+                         "nor planned in the students' guide:\n" + "\n".join(unknown))
+
+
+# ----------------------------------------------------------------------------- downloads
+
+
+def test_every_executed_page_offers_its_notebook(built_book, notebook_docs):
+    problems = []
+    for doc in notebook_docs:
+        links = [a["href"] for a in page(built_book, doc).select("a[href$='.ipynb']")]
+        if not links:
+            problems.append(f"{doc}: no .ipynb in the download menu")
+            continue
+        path = (built_book / doc).parent / unquote(urlparse(links[0]).path)
+        if not path.is_file():
+            problems.append(f"{doc}: the download {links[0]} is missing from the build")
+            continue
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        if not any(c.get("outputs") for c in code):
+            problems.append(f"{doc}: the downloadable notebook was not executed")
+    assert not problems, "\n".join(problems)
+
+
+# ----------------------------------------------------------------------------- API
+
+
+API_MODULES = ["cnnlib.numpy", "cnnlib.torch", "cnnlib.torch.models", "cnnlib.torch.train",
+               "cnnlib.torch.transfer", "cnnlib.torch.augment", "cnnlib.data", "cnnlib.viz",
+               "cnnlib.grading"]
+
+
+def test_the_api_reference_documents_every_public_name(built_book):
+    import importlib
+    import inspect
+
+    documented = set()
+    for path in (built_book / "book" / "api").glob("*.html"):
+        soup = BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
+        documented |= {dt["id"] for dt in soup.select("dt[id]")}
+    assert "book/api/index" in toc_files(), "the API reference is not in _toc.yml"
+    missing = []
+    for name in API_MODULES:
+        module = importlib.import_module(name)
+        public = getattr(module, "__all__", None) or [n for n in dir(module)
+                                                      if not n.startswith("_")]
+        for attr in public:
+            obj = getattr(module, attr)
+            if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+                continue
+            if not getattr(obj, "__module__", "").startswith("cnnlib"):
+                continue
+            if {f"{name}.{attr}", f"{obj.__module__}.{attr}"}.isdisjoint(documented):
+                missing.append(f"{name}.{attr}")
+    assert not missing, "public names missing from the API reference: " + ", ".join(missing)
