@@ -360,3 +360,22 @@ def test_html_table_escapes_and_aligns():
     assert '<td style="text-align: left">c</td>' in html
     with pytest.raises(ValueError, match="row 1 has 2 cells but header has 3 columns"):
         viz.html_table([[1, 2, 3], [1, 2]], header=["a", "b", "c"])
+
+
+def _png_pixel_size(png: bytes) -> tuple[int, int]:
+    """Width and height from the IHDR chunk, which follows the 8-byte signature."""
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+
+
+def test_figures_display_sharp_by_default():
+    # A 4-inch-wide figure renders at least 150 pixels per inch by default (sharp on
+    # high-resolution screens); an explicit dpi still wins.
+    from matplotlib.patches import Rectangle
+
+    fig = Figure(figsize=(4, 2))
+    fig.patches.append(Rectangle((0, 0), 1, 1, transform=fig.transFigure, fill=False, lw=2))
+    assert viz.FIGURE_DPI >= 150
+    width, height = _png_pixel_size(viz.figure_to_png(fig))
+    assert width >= 4 * 150 and height >= 2 * 150
+    width40, _ = _png_pixel_size(viz.figure_to_png(fig, dpi=40))
+    assert width40 < 4 * 60
