@@ -687,14 +687,22 @@ def plot_activations(names=("relu", "leaky_relu", "elu", "sigmoid", "tanh"), *, 
 # --------------------------------------------------------------------------- training
 
 
+def _has_values(history, key) -> bool:
+    values = history.get(key)
+    return values is not None and len(values) > 0
+
+
 def plot_history(history, *, figsize=None) -> Figure:
     """Loss and accuracy curves from a trainer history.
 
     Parameters
     ----------
-    history : mapping of str to sequence of float
-        Keys ``train_loss``, ``val_loss``, ``train_acc``, ``val_acc``; missing keys are
-        skipped (and the accuracy panel is dropped when neither accuracy is present).
+    history : mapping of str to sequence of float, or a history object
+        Keys ``train_loss``, ``val_loss``, ``train_acc``, ``val_acc`` (the NumPy
+        ``Trainer``'s) or ``train_accuracy``, ``val_accuracy`` (the ``History`` that
+        :func:`cnnlib.torch.fit` returns, which can be passed as it is); missing or empty
+        curves are skipped (and the accuracy panel is dropped when neither accuracy is
+        present).
 
     Returns
     -------
@@ -702,9 +710,13 @@ def plot_history(history, *, figsize=None) -> Figure:
     """
     if not isinstance(history, Mapping):
         history = getattr(history, "history", history)
+    if not isinstance(history, Mapping) and callable(getattr(history, "as_dict", None)):
+        history = history.as_dict()
     if not isinstance(history, Mapping):
         raise TypeError(f"history must be a dict of lists, got {type(history).__name__}")
-    panels = [(what, [k for k in (f"train_{what}", f"val_{what}") if history.get(k)])
+    history = {(k[:-len("uracy")] if k.endswith("_accuracy") else k): v
+               for k, v in history.items()}
+    panels = [(what, [k for k in (f"train_{what}", f"val_{what}") if _has_values(history, k)])
               for what in ("loss", "acc")]
     panels = [(what, keys) for what, keys in panels if keys]
     if not panels:

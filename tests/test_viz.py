@@ -238,6 +238,20 @@ def test_plot_history_skips_missing_keys():
         viz.plot_history({"lr": [0.1]})
 
 
+def test_plot_history_takes_the_torch_history_as_it_is():
+    from cnnlib.torch.train import History
+
+    h = History(epoch=[1, 2], train_loss=[1.0, 0.5], train_accuracy=[0.4, 0.7],
+                val_loss=[1.1, 0.6], val_accuracy=[0.3, 0.6])
+    fig = viz.plot_history(h)
+    render(fig)
+    assert len(fig.axes) == 2
+    np.testing.assert_allclose(fig.axes[1].lines[1].get_ydata(), h.val_accuracy)
+    # no validation data: empty val_* lists are skipped, not drawn
+    fig = viz.plot_history(History(epoch=[1], train_loss=[1.0], train_accuracy=[0.5]))
+    assert [len(ax.lines) for ax in fig.axes] == [1, 1]
+
+
 def test_plot_confusion_matrix_counts_and_row_fractions():
     cm = np.array([[8, 2, 0], [1, 3, 0], [0, 0, 0]])
     assert texts(viz.plot_confusion_matrix(cm))[:3] == ["8", "2", "0"]
