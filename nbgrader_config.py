@@ -25,7 +25,7 @@ c.CourseDirectory.source_directory = "solutions"  # instructor sources with hidd
 c.CourseDirectory.release_directory = "assignments"  # what students get (committed)
 # submitted/, autograded/, feedback/, downloaded/ and gradebook.db keep nbgrader's
 # defaults; all are git-ignored. SQLite for one grader; a PostgreSQL URL (the driver,
-# psycopg2, comes with the grading extra) for several graders or parallel workers
+# psycopg, comes with the grading extra) for several graders or parallel workers
 # (python -m cnnlib.grading.workers).
 c.CourseDirectory.db_url = os.environ.get("GRADEBOOK_URL") or "sqlite:///gradebook.db"
 # Only notebooks are released, collected and graded: nothing else from solutions/ (data,
