@@ -25,6 +25,7 @@ when any failed. The export marks such students "not graded".
 from __future__ import annotations
 
 import argparse
+import logging
 import multiprocessing as mp
 import os
 import sys
@@ -59,7 +60,15 @@ def load_api(course: Path):
     course = Path(course).resolve()
     config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
     coursedir = CourseDirectory(config=config, root=str(course))
-    return NbGraderAPI(coursedir, config=config)
+    # The API lists nbgrader's exchange when it starts and logs a CRITICAL line when the
+    # course has none (a course collecting from an LMS); grading does not use it.
+    quiet = logging.getLogger("traitlets")
+    was = quiet.disabled
+    quiet.disabled = True
+    try:
+        return NbGraderAPI(coursedir, config=config)
+    finally:
+        quiet.disabled = was
 
 
 def _init(course: str, assignment: str, force: bool) -> None:
