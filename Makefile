@@ -16,7 +16,7 @@ help:
 	@echo "make book     build the executed book into _build/html"
 	@echo "make test     run every test (builds the book and grades the sample submissions)"
 	@echo "make bench    print speed ratios measured side by side (cnnlib vs torch, grading time)"
-	@echo "make grade    autograde examples/submissions in a scratch course directory"
+	@echo "make grade    autograde examples/submissions in a scratch course directory (WORKERS=N)"
 	@echo "make release  regenerate assignments/ from solutions/ with nbgrader"
 	@echo "make publish  student bundle (book, released notebooks, cnnlib wheel) in _build/publish, checked for leaks"
 	@echo "make lint     ruff"
@@ -42,8 +42,9 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks
 
+# make grade WORKERS=2: autograde with two worker processes sharing one gradebook
 grade: $(STAMP)
-	$(PY) tools/grade_samples.py
+	$(PY) tools/grade_samples.py $(if $(WORKERS),--workers $(WORKERS))
 
 release: $(STAMP)
 	$(PY) tools/release.py

@@ -8,7 +8,14 @@ commands of the instructors' guide and ``make release`` / ``make grade``::
     nbgrader autograde a1-convolution
     nbgrader generate_feedback a1-convolution
     nbgrader export
+
+The gradebook is ``gradebook.db`` (SQLite) unless ``GRADEBOOK_URL`` names another
+database, for example PostgreSQL when several graders or grading workers share it::
+
+    export GRADEBOOK_URL=postgresql://grader@dbhost/cnn_course
 """
+
+import os
 
 c = get_config()  # noqa: F821 - injected by traitlets when nbgrader loads this file
 
@@ -17,8 +24,10 @@ c.CourseDirectory.course_id = "cnn-course"
 c.CourseDirectory.source_directory = "solutions"  # instructor sources with hidden tests
 c.CourseDirectory.release_directory = "assignments"  # what students get (committed)
 # submitted/, autograded/, feedback/, downloaded/ and gradebook.db keep nbgrader's
-# defaults; all are git-ignored.
-c.CourseDirectory.db_url = "sqlite:///gradebook.db"
+# defaults; all are git-ignored. SQLite for one grader; a PostgreSQL URL (the driver,
+# psycopg, comes with the grading extra) for several graders or parallel workers
+# (python -m cnnlib.grading.workers).
+c.CourseDirectory.db_url = os.environ.get("GRADEBOOK_URL") or "sqlite:///gradebook.db"
 # Only notebooks are released, collected and graded: nothing else from solutions/ (data,
 # notes, scratch files) reaches students, and nothing but the notebooks a student submits
 # reaches the grader (a stray numpy.py next to a notebook could shadow the library).
@@ -74,12 +83,16 @@ c.TrustedExecute.memory_mb = 2048
 c.TrustedExecute.processes = 64
 c.TrustedExecute.max_output = 1_000_000  # characters of output kept per cell
 c.Autograde.create_student = True
-# Late submissions: 10 % of the score per started day, at most 100 %. The due date is the
-# assignment's in the gradebook:
+# Late submissions (cnnlib.grading.late): 10 % of the score per started day after the due
+# date, nothing within the grace period, at most max_percent. The due date is the
+# assignment's in the gradebook, the submission time the one zip_collect recorded:
 #   nbgrader db assignment add a1-convolution --duedate="2026-10-02 23:59:00 UTC"
-c.AssignLatePenalties.plugin_class = "cnnlib.grading.nbgrader_plugins.PercentPerDayLate"
-c.PercentPerDayLate.percent_per_day = 10.0
-c.PercentPerDayLate.max_percent = 100.0
+# The export applies the rule to the final score, manual points included; the figure
+# nbgrader shows after autograding covers the autograded points only.
+c.AssignLatePenalties.plugin_class = "cnnlib.grading.late.LatePenalty"
+c.LatePenalty.percent_per_day = 10.0
+c.LatePenalty.grace_minutes = 0.0
+c.LatePenalty.max_percent = 100.0
 
 # --- feedback ----------------------------------------------------------------------------
 # By default feedback shows the autograded notebook as it is, hidden tests included.
@@ -93,15 +106,43 @@ c.GenerateFeedback.preprocessors = [
 ]
 
 # --- collecting downloads from a learning-management system ------------------------------
-# Put the files an LMS exports in downloaded/a1-convolution/archive/, named
-# <student_id>_<anything>_<notebook>.ipynb, for example
-# "jdoe_attempt_2026-10-01_convolution.ipynb".
+# nbgrader zip_collect a1-convolution: the LMS's files (or zip) in
+# downloaded/a1-convolution/archive/ -> submitted/<student_id>/a1-convolution/.
+# cnnlib.grading.collect.LMSCollector searches named_regexp in each file's path relative to
+# downloaded/a1-convolution/extracted/ (a zip's files sit in a folder named after the zip;
+# a pattern may read a per-student folder), maps renamed copies
+# ("convolution-1.ipynb", "convolution (1).ipynb") to the notebook, keeps each student's
+# latest attempt and lists the others in downloaded/a1-convolution/collection_report.csv.
+# The submission time comes from the pattern's timestamp group, else from the LMS's CSV
+# (timestamps_file); times without an offset are in `timezone`.
+#
+# Default layout: <student_id>_<YYYY-MM-DD-HH-MM-SS>_<notebook>.ipynb, for example
+# "j_smith_2026-10-01-18-30-00_convolution.ipynb" (ids may hold underscores and digits).
+# Canvas ("<name>_[LATE_]<user id>_<submission id>_<file>", no time in the name):
+#   c.LMSCollector.named_regexp = (r"(?:^|/)(?P<student_id>[^/]+?)_(?:LATE_)?\d+_\d+_"
+#                                  r"(?P<file_id>[^/]+\.ipynb)$")
+#   c.LMSCollector.timestamps_file = "submission_times.csv"  # student_id,timestamp
+# Moodle ("<Full Name>_<participant>_assignsubmission_file_/<file>", times in the grading
+# worksheet CSV, "Download grading worksheet"):
+#   c.LMSCollector.named_regexp = (r"(?:^|/)[^/]*_(?P<student_id>\d+)_assignsubmission_file_/"
+#                                  r"(?P<file_id>[^/]+\.ipynb)$")
+#   c.LMSCollector.timestamps_file = "grading_worksheet.csv"
+#   c.LMSCollector.timestamps_id_column = "Identifier"
+#   c.LMSCollector.timestamps_id_regexp = r"Participant (?P<student_id>\d+)"
+#   c.LMSCollector.timestamps_time_column = "Last modified (submission)"
+#   c.LMSCollector.timezone = "Europe/London"  # the Moodle site's time zone
 c.ZipCollectApp.archive_directory = "archive"
-c.FileNameCollectorPlugin.named_regexp = (
-    r"^(?P<student_id>[A-Za-z0-9.\-]+)_(?:.*_)?(?P<file_id>[A-Za-z0-9\-]+\.ipynb)$"
+c.ZipCollectApp.collector_plugin = "cnnlib.grading.collect.LMSCollector"
+c.LMSCollector.named_regexp = (
+    r"(?:^|/)(?P<student_id>[^/]+)_(?P<timestamp>\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})"
+    r"_(?P<file_id>[^/]+\.ipynb)$"
 )
-c.FileNameCollectorPlugin.valid_ext = [".ipynb"]
+c.LMSCollector.valid_ext = [".ipynb"]
+c.LMSCollector.timezone = "UTC"
 
 # --- export ------------------------------------------------------------------------------
-c.ExportApp.plugin_class = "nbgrader.plugins.CsvExportPlugin"
-c.CsvExportPlugin.to = "grades.csv"
+# grades.csv: nbgrader's columns with the late penalty on the final score, plus `status`
+# (graded / needs manual grading / not graded / not submitted) and `detail`. A submission
+# that could not be graded has empty scores and says why, never a silent 0.0.
+c.ExportApp.plugin_class = "cnnlib.grading.export.CourseCsvExport"
+c.CourseCsvExport.to = "grades.csv"

@@ -6,20 +6,25 @@ Everything happens in a scratch copy of the course directory, so no real gradebo
 1. copy ``nbgrader_config.py`` and ``solutions/`` into the scratch directory and run
    ``nbgrader generate_assignment`` (it records the graded cells in a fresh gradebook);
 2. copy ``examples/submissions/<student>/<assignment>/`` to ``submitted/``;
-3. ``nbgrader autograde`` every student in one call, ``nbgrader generate_feedback``,
-   ``nbgrader export`` (``grades.csv``);
+3. ``nbgrader autograde`` every student in one call (or ``--workers N`` processes,
+   :mod:`cnnlib.grading.workers`), ``nbgrader generate_feedback``, ``nbgrader export``
+   (``grades.csv``, with a status per student) and a summary naming every student who
+   could not be graded;
 4. check each student's notebook came through (a corrupt or missing notebook is reported
    by student and file, the others are still graded), scan the feedback for hidden-test
    code, and print a score table;
 5. print the similarity report (``tools/similarity_report.py``: pairs of students, or a
    student and the library, whose code is nearly the same) and write ``similarity.csv``.
 
-Usage: ``python tools/grade_samples.py [--assignment a1-convolution] [--keep DIR]``.
+Usage: ``python tools/grade_samples.py [--assignment a1-convolution] [--keep DIR]
+[--workers N]`` (``make grade WORKERS=N``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import re
@@ -188,12 +193,44 @@ def leaks(paths, snippets):
     return found
 
 
+def gradebook_url(course):
+    """The course's gradebook: ``GRADEBOOK_URL`` when set (as in ``nbgrader_config.py``),
+    else the course's ``gradebook.db``."""
+    return os.environ.get("GRADEBOOK_URL") or f"sqlite:///{Path(course) / 'gradebook.db'}"
+
+
+def exported(course):
+    """The rows of the course's ``grades.csv`` ({student: row}), with their status."""
+    import csv
+
+    path = Path(course) / "grades.csv"
+    if not path.exists():
+        return {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        return {row["student_id"]: row for row in csv.DictReader(fh)}
+
+
+def summary(result):
+    """One line per status of the export, naming every student who was not graded."""
+    rows = result.get("export", {})
+    counts = {}
+    for row in rows.values():
+        counts.setdefault(row.get("status", "?"), []).append(row["student_id"])
+    parts = [f"{len(ids)} {status}" for status, ids in sorted(counts.items())]
+    lines = [f"summary: {len(rows)} students in grades.csv: {', '.join(parts)}"]
+    for sid, row in sorted(rows.items()):
+        if row.get("status") == "not graded":
+            lines.append(f"NOT GRADED: {sid}: {row.get('detail', '')} (empty score in "
+                         "grades.csv, not 0)")
+    return "\n".join(lines)
+
+
 def scores(course, assignment):
     """{student: {"total": float, "max": float, cell_name: score, ...}} from the gradebook."""
     from nbgrader.api import Gradebook
 
     out = {}
-    with Gradebook(f"sqlite:///{Path(course) / 'gradebook.db'}") as gb:
+    with Gradebook(gradebook_url(course)) as gb:
         for sub in gb.assignment_submissions(assignment):
             row = {"total": sub.score, "max": sub.max_score,
                    "late_penalty": sub.late_submission_penalty}
@@ -206,12 +243,33 @@ def scores(course, assignment):
     return out
 
 
-def grade_all(course, submissions, assignment):
-    """The whole flow; return a dict with scores, problems, leaks and timings."""
+def autograde_with_workers(course, assignment, students, workers):
+    """``python -m cnnlib.grading.workers``: one worker process per core asked for;
+    returns an object shaped like a CompletedProcess, for the log."""
+    import contextlib
+    import io
+    import types
+
+    from cnnlib.grading import workers as W
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        results = W.grade(course, assignment, students, workers=workers, force=True)
+    log = out.getvalue() + "".join(r["error"] for r in results if not r["success"])
+    return types.SimpleNamespace(returncode=int(any(not r["success"] for r in results)),
+                                 stdout=log, stderr="")
+
+
+def grade_all(course, submissions, assignment, workers=1):
+    """The whole flow; return a dict with scores, problems, leaks and timings. With
+    ``workers`` > 1, autograde runs in that many worker processes (one gradebook)."""
     timings = {}
     students = submit(course, submissions, assignment)
     start = time.perf_counter()
-    autograde = run_nbgrader(course, "autograde", assignment, "--force", check=False)
+    if workers > 1:
+        autograde = autograde_with_workers(course, assignment, students, workers)
+    else:
+        autograde = run_nbgrader(course, "autograde", assignment, "--force", check=False)
     timings["autograde"] = time.perf_counter() - start
     start = time.perf_counter()
     feedback = run_nbgrader(course, "generate_feedback", assignment, "--force", check=False)
@@ -229,6 +287,7 @@ def grade_all(course, submissions, assignment):
         "autograde_log": autograde.stdout + autograde.stderr,
         "feedback_log": feedback.stdout + feedback.stderr,
         "grades_csv": Path(course) / "grades.csv",
+        "export": exported(course),
     }
 
 
@@ -241,9 +300,10 @@ def table(result):
     """The score table: points per graded function, the total, and problems."""
     rows = [f"{'student':<20}" + "".join(f"{short:>7}" for _, short in TABLE_COLUMNS)
             + f"{'auto':>8}{'task':>6}"]
+    export = result.get("export", {})
     for student in result["students"]:
         row = result["scores"].get(student)
-        if row is None:
+        if row is None or export.get(student, {}).get("status") == "not graded":
             rows.append(f"{student:<20}  not graded")
             continue
         cells = []
@@ -267,18 +327,26 @@ def main(argv=None):
     parser.add_argument("--assignment", default="a1-convolution")
     parser.add_argument("--submissions", default=str(ROOT / "examples" / "submissions"))
     parser.add_argument("--keep", help="use this directory as the scratch course and keep it")
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS") or 1),
+                        help="autograde with this many worker processes (default 1, or "
+                             "$WORKERS); more than one grades into a scratch PostgreSQL "
+                             "gradebook when the server is installed")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="cnn-grade-") as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="cnn-grade-"))
+        if args.workers > 1 and not os.environ.get("GRADEBOOK_URL"):
+            stack.enter_context(_shared_gradebook())
         course = Path(args.keep) if args.keep else Path(tmp) / "course"
         if course.exists() and args.keep:
             shutil.rmtree(course)
         make_course(course, [args.assignment])
-        result = grade_all(course, args.submissions, args.assignment)
+        result = grade_all(course, args.submissions, args.assignment, workers=args.workers)
         print(table(result))
         print(f"\nautograde {result['timings']['autograde']:.1f} s for "
-              f"{len(result['students'])} students; feedback "
+              f"{len(result['students'])} students ({args.workers} worker(s)); feedback "
               f"{result['timings']['feedback']:.1f} s; task: 'todo' = waits for manual grading")
         print(f"\n{result['grades_csv'].name}:\n{result['grades_csv'].read_text().strip()}")
+        print(summary(result))
         if result["leaks"]:
             print("HIDDEN TEST OR SOLUTION CODE IN FEEDBACK:", *result["leaks"], sep="\n  ")
             return 1
@@ -287,8 +355,38 @@ def main(argv=None):
             print("no submissions found")
             return 1
         print()
-        similarity_report(course, args.assignment)
+        if args.keep:
+            similarity_report(course, args.assignment)
+            print(f"\nthe scratch course is kept in {course.resolve()}")
+        else:
+            # the scratch course goes at exit: name its files, not their deleted paths
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                similarity_report(course, args.assignment)
+            print(out.getvalue().replace(f"{course}{os.sep}", "").rstrip())
+            print("\nThe scratch course (grades.csv, similarity.csv, feedback) is deleted now; "
+                  "--keep DIR keeps it.")
     return 0
+
+
+@contextlib.contextmanager
+def _shared_gradebook():
+    """A scratch PostgreSQL gradebook for several workers (``GRADEBOOK_URL`` while it
+    runs); SQLite, with a warning, when no server is installed."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from scratch_postgres import postgres_bin, scratch_postgres
+
+    if postgres_bin() is None:
+        print("warning: several workers share an SQLite gradebook (install the Debian package "
+              "'postgresql' for a server)", file=sys.stderr)
+        yield None
+        return
+    with scratch_postgres() as url:
+        os.environ["GRADEBOOK_URL"] = url
+        try:
+            yield url
+        finally:
+            del os.environ["GRADEBOOK_URL"]
 
 
 def similarity_report(course, assignment):
