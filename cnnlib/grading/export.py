@@ -17,7 +17,9 @@ notebooks): a submitted notebook none of whose autograded cells (code grade cell
 score, automatic or manual, was not graded; nbgrader creates every grade of a submission
 empty and fills the autograded ones only when the notebook ran to the end. A student with
 a folder in ``submitted/<id>/<assignment>/`` but no submission in the gradebook was never
-autograded. A failed notebook given a manual score in the formgrader counts as graded.
+autograded. A failed notebook given a manual score in the formgrader counts as graded. Under
+the trusted autograder (:mod:`cnnlib.grading.trusted`), its per-notebook marker in
+``grading_status/`` is read as well: a notebook it marks as not graded is exported as such.
 
 ``late_submission_penalty`` is the late rule (``AssignLatePenalties.plugin_class``, the
 course's :class:`cnnlib.grading.late.LatePenalty`) applied to the final raw score, manual
@@ -50,9 +52,36 @@ def notebook_status(notebook) -> str | None:
     return None
 
 
-def submission_status(submission) -> tuple[str, str]:
-    """(status, detail) of a submission in the gradebook."""
-    failed = [why for nb in submission.notebooks if (why := notebook_status(nb))]
+def _marker_status(course_root, submission, notebook) -> str | None:
+    """Why the trusted autograder's marker says a notebook was not graded, or ``None``
+    (graded, or no marker: a course graded without :mod:`cnnlib.grading.trusted`)."""
+    from .trusted import read_status, status_path
+
+    path = status_path(course_root, submission.assignment.name, submission.student.id,
+                       notebook.name)
+    if not Path(path).exists():
+        return None
+    status = read_status(course_root, submission.assignment.name, submission.student.id,
+                         notebook.name)
+    if status is not None and status.get("graded"):
+        return None
+    reasons = "; ".join((status or {}).get("reasons", [])) or "unreadable grading status"
+    return f"{notebook.name}.ipynb: not graded ({reasons})"
+
+
+def submission_status(submission, course_root=None) -> tuple[str, str]:
+    """(status, detail) of a submission in the gradebook.
+
+    With ``course_root``, the trusted autograder's marker of each notebook is read too, so a
+    notebook it could not grade (a kernel that died for good, a forged test cell) is not
+    graded even when some of its cells were scored."""
+    failed = []
+    for nb in submission.notebooks:
+        why = notebook_status(nb)
+        if why is None and course_root is not None:
+            why = _marker_status(course_root, submission, nb)
+        if why:
+            failed.append(why)
     if failed:
         return "not graded", "; ".join(failed)
     if submission.needs_manual_grade:
@@ -110,7 +139,9 @@ class CourseCsvExport(ExportPlugin):
                                    late_submission_penalty="0.0", score="0.0")
                     rows.append(row)
                     continue
-                status, detail = submission_status(sub)
+                coursedir = getattr(self.parent, "coursedir", None)
+                status, detail = submission_status(
+                    sub, coursedir.root if coursedir is not None else None)
                 row.update(timestamp=sub.timestamp or "", status=status, detail=detail)
                 if status == "not graded":
                     row.update(raw_score="", late_submission_penalty="", score="")

@@ -96,6 +96,33 @@ def test_a_collected_submission_never_autograded_is_listed(tmp_path):
     assert rows["ghost"]["score"] == ""
 
 
+def test_the_trusted_graders_marker_is_read(tmp_path):
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config import Configurable
+
+    from cnnlib.grading.trusted import write_status
+
+    def submission(sid):
+        sub = _submission([_grade("test", 5.0), _grade("test", None)])
+        sub.assignment, sub.student = NS(name="a1-convolution"), NS(id=sid)
+        return sub
+
+    write_status(str(tmp_path), "a1-convolution", "dora", "convolution", graded=False,
+                 reasons=["the kernel died 3 times"])
+    write_status(str(tmp_path), "a1-convolution", "eve", "convolution", graded=True)
+    app = Configurable()
+    app.coursedir = CourseDirectory(root=str(tmp_path))
+    export = CourseCsvExport(parent=app)
+    gradebook = FakeGradebook({s: submission(s) for s in ("dora", "eve", "finn")},
+                              ["dora", "eve", "finn"])
+    rows = {r["student_id"]: r for r in export.rows(gradebook)}
+    assert (rows["dora"]["status"], rows["dora"]["score"]) == ("not graded", "")
+    assert "the kernel died 3 times" in rows["dora"]["detail"]
+    # graded by the trusted grader, or by a course that does not use it (no marker)
+    assert rows["eve"]["status"] == rows["finn"]["status"] == "graded"
+    assert rows["eve"]["score"] == rows["finn"]["score"] == "5.0"
+
+
 def test_the_rule_is_the_configured_plugin():
     export = CourseCsvExport()
     assert isinstance(export._late_plugin(), LatePenalty)
