@@ -56,19 +56,17 @@ def test_one_epoch_equals_pytorch_loop(optimizer, torch_opt, config):
     assert history["train_loss"][0] == pytest.approx(np.mean(losses), rel=1e-9)
 
 
-class _OldStyleModel:
-    """A model whose backward takes no need_dx: the trainer must still drive it."""
+class _AlwaysDx:
+    """A model that takes need_dx, as the interface says, and computes dx anyway."""
 
     def __init__(self, net):
         self.net = net
-        self.calls = 0
 
     def forward(self, x, *, training=False):
         return self.net.forward(x, training=training)
 
-    def backward(self, dout):
-        self.calls += 1
-        return self.net.backward(dout)
+    def backward(self, dout, *, need_dx=True):
+        return self.net.backward(dout, need_dx=True)
 
     @property
     def params(self):
@@ -79,7 +77,7 @@ class _OldStyleModel:
         return self.net.grads
 
 
-def test_first_layer_skips_the_image_gradient_and_old_models_still_train(monkeypatch):
+def test_first_layer_skips_the_image_gradient(monkeypatch):
     """The trainer asks a Sequential for no image gradient (LeNet's first conv then skips
     it), and trains exactly as a model whose backward always computes it."""
     x, y = small_problem()
@@ -96,12 +94,12 @@ def test_first_layer_skips_the_image_gradient_and_old_models_still_train(monkeyp
     net = cn.lenet5(rng=0)
     cn.Trainer(net, **settings).fit(x, y, epochs=1)
     assert asked == [True, False] * 3  # C3 then C1, for each of 3 batches
-    old = _OldStyleModel(cn.lenet5(rng=0))
+    full = _AlwaysDx(cn.lenet5(rng=0))
     asked.clear()
-    cn.Trainer(old, **settings).fit(x, y, epochs=1)
-    assert old.calls == 3 and asked == [True, True] * 3
+    cn.Trainer(full, **settings).fit(x, y, epochs=1)
+    assert asked == [True, True] * 3
     for k, v in net.params.items():
-        np.testing.assert_array_equal(old.params[k], v)
+        np.testing.assert_array_equal(full.params[k], v)
 
 
 def test_history_evaluate_and_learning():
