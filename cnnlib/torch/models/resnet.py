@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._api import WeightsArg, check_positive_int, finish, is_meta
+from ...checks import as_int
+from ._api import WeightsArg, finish, is_meta
 
 __all__ = ["BasicBlock", "Bottleneck", "ResNet", "SmallResNet", "make_stage", "resnet18",
            "resnet34", "resnet50", "resnet101", "resnet152", "small_resnet"]
@@ -197,8 +198,8 @@ ARCHS: dict[str, tuple[Block, list[int]]] = {
 
 
 def _resnet(name: str, num_classes: int, in_channels: int, weights: WeightsArg) -> ResNet:
-    check_positive_int(num_classes, "num_classes")
-    check_positive_int(in_channels, "in_channels")
+    as_int(num_classes, "num_classes", minimum=1)
+    as_int(in_channels, "in_channels", minimum=1)
     block, layers = ARCHS[name]
     return finish(ResNet(block, layers, num_classes, in_channels), name, weights)
 
@@ -321,10 +322,10 @@ def small_resnet(*, depth: int = 8, num_classes: int = 10, in_channels: int = 1,
     -----
     Chapter 11 (ResNet and after) and chapter 12 (transfer learning).
     """
-    check_positive_int(depth, "depth")
+    as_int(depth, "depth", minimum=1)
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"depth must be 6n + 2 with n >= 1 (8, 14, 20, ...), got {depth}")
-    check_positive_int(num_classes, "num_classes")
-    check_positive_int(in_channels, "in_channels")
-    check_positive_int(width, "width")
+    as_int(num_classes, "num_classes", minimum=1)
+    as_int(in_channels, "in_channels", minimum=1)
+    as_int(width, "width", minimum=1)
     return finish(SmallResNet(depth, num_classes, in_channels, width), "small_resnet", weights)
