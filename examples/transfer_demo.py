@@ -96,7 +96,7 @@ def source_model(*, size: int = 16, epochs: int = 6, seed: int = 0, augment: boo
                  device: str | torch.device | None = "cpu",
                  progress: bool = False) -> tuple[nn.Module, float]:
     """The small ResNet trained on the digits 0-4, and its test accuracy on them."""
-    from . import augment as aug
+    from cnnlib.torch import augment as aug
 
     xs, ys, xs_test, ys_test, *_ = _split(size)
     torch.manual_seed(seed)

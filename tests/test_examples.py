@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -23,7 +25,7 @@ def transfer_demo():
 
 
 @pytest.mark.slow
-def test_transfer_demo_beats_training_from_scratch(capsys):
+def test_transfer_demo_beats_training_from_scratch(transfer_demo, capsys):
     result = transfer_demo.transfer_demo()
     with capsys.disabled():
         print("\n" + result.table() + f"\n({result.seconds:.0f} s)")
