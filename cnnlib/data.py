@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from cnnlib.numpy._utils import as_int
+from cnnlib.checks import as_int
 
 __all__ = [
     "DataSplit",

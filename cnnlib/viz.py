@@ -390,26 +390,6 @@ def show_matrix(a, *, title=None, fmt="{:g}", highlight=None, cmap="Blues", ax=N
 # --------------------------------------------------------------------------- padding / stride
 
 
-def _padding_amounts(n: int, k: int, padding, stride: int, dilation: int) -> tuple[int, int]:
-    """(before, after) padding along one axis, following cnnlib's conventions."""
-    span = dilation * (k - 1)
-    if isinstance(padding, str):
-        if padding == "valid":
-            return 0, 0
-        if padding == "full":
-            return span, span
-        if padding == "same":
-            if stride != 1:
-                raise ValueError(f"padding='same' needs stride 1, got stride={stride}")
-            # An even kernel puts the extra row/column at the bottom/right, as PyTorch does.
-            return span // 2, span - span // 2
-        raise ValueError(f"padding must be an int or 'valid', 'same', 'full'; got {padding!r}")
-    if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)) or padding < 0:
-        raise ValueError(f"padding must be a non-negative int or 'valid', 'same', 'full'; "
-                         f"got {padding!r}")
-    return int(padding), int(padding)
-
-
 def padding_stride_diagram(n, kernel_size, *, padding=0, stride=1, dilation=1,
                            max_windows=3, fig=None) -> Figure:
     """Draw what padding adds and where a kernel's windows land.
@@ -438,19 +418,14 @@ def padding_stride_diagram(n, kernel_size, *, padding=0, stride=1, dilation=1,
     -------
     matplotlib.figure.Figure (or the SubFigure passed as ``fig``)
     """
-    for name, value, low in (("n", n, 1), ("kernel_size", kernel_size, 1),
-                             ("stride", stride, 1), ("dilation", dilation, 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    cnp = _cnp()
+    # The library's own checks and formulas: the diagram draws what conv2d computes.
+    out = cnp.conv_output_size(n, kernel_size, stride=stride, padding=padding,
+                               dilation=dilation)
     n, k, s, d = int(n), int(kernel_size), int(stride), int(dilation)
-    before, after = _padding_amounts(n, k, padding, s, d)
+    before, after = cnp.padding_amounts(padding, k, stride=s, dilation=d)
     total = n + before + after
     span = d * (k - 1) + 1
-    if span > total:
-        raise ValueError(f"the dilated kernel spans {span} cells but the padded input has "
-                         f"{total} (n={n}, kernel_size={k}, padding={padding!r}, "
-                         f"dilation={d})")
-    out = (total - span) // s + 1
 
     grid = np.zeros((total, total))
     grid[:before, :] = grid[total - after:, :] = 1

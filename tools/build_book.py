@@ -10,6 +10,7 @@ Usage: ``python tools/build_book.py [--if-stale] [--force]``
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
@@ -49,14 +50,26 @@ def install_mathjax() -> None:
         shutil.copytree(src, dst, dirs_exist_ok=True)
 
 
+# How a chapter loads the course's pre-trained small ResNet.
+_USES_PRETRAINED = re.compile(r"""load_pretrained\(\s*["']small_resnet"""
+                              r"|small_resnet\([^)]*weights=|ensure_pretrained")
+
+
+def chapters_use_pretrained() -> bool:
+    """Whether a chapter loads the pre-trained small ResNet (then the build trains it once)."""
+    return any(_USES_PRETRAINED.search(page.read_text(encoding="utf-8"))
+               for page in (ROOT / "book").rglob("*.md"))
+
+
 def build(force: bool = False) -> float:
     """Build the book; return the seconds it took. Raises CalledProcessError on failure."""
     install_mathjax()
-    # The course's pre-trained small ResNet lives in the user's cache, never in git;
-    # train it once (seconds on a laptop CPU) so chapters can load it offline.
-    from cnnlib.torch.pretrain import ensure_pretrained
+    if chapters_use_pretrained():
+        # The course's pre-trained small ResNet lives in the user's cache, never in git;
+        # train it once so the chapters that load it work offline.
+        from cnnlib.torch.pretrain import ensure_pretrained
 
-    ensure_pretrained()
+        ensure_pretrained()
     start = time.perf_counter()
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(ROOT),
            "--warningiserror", "--keep-going"]

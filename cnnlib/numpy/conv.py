@@ -4,40 +4,31 @@ Convolution here means cross-correlation, as in every deep-learning library: the
 is not flipped. Arrays are NCHW and conv weights ``(C_out, C_in, KH, KW)``, so every
 function can be checked against ``torch.nn.functional.conv2d`` in float64.
 
-The vectorized ops use im2col: the input patches become the columns of a matrix, so a
-convolution is a matrix product, and its backward pass is two more. Where the time goes
-is memory traffic, not arithmetic, hence:
+Three ways to compute the same thing, from the definition to the fast one:
 
-- ``cols`` has shape ``(C_in*KH*KW, M*H_out*W_out)``: the reduction axis comes first, so
-  every operand of the three products is contiguous or a plain transpose, which BLAS
-  reads without a copy.
-- It is built for a few images at a time (about 2 MB), consumed by the matrix product
-  while still in cache, and rebuilt in the backward pass instead of being stored.
-- im2col is one strided copy per chunk, from a sliding-window view of the (padded)
-  input: few large NumPy calls, which is what lets two threads work at once (NumPy
-  holds the GIL around every call, and calls of a few microseconds do not overlap).
-  The padded copy lives in a per-thread buffer whose border is zeroed once.
-- col2im adds one kernel tap ``(i, j)`` at a time into the gradient, clipped at the
-  border, so the gradient of the padding is never formed.
-- The transposed convolution is the adjoint of the convolution: its forward pass is the
-  convolution's input-gradient (col2im) and its input-gradient is a convolution (im2col).
+- ``conv2d_forward_naive``: loops, one output value at a time (chapter 2);
+- ``conv2d_forward_im2col`` / ``conv2d_backward_im2col``: every window becomes a column
+  of a matrix (``im2col``), so the convolution is one matrix product, and its backward
+  pass two more, with ``col2im`` sending the columns' gradients back to the pixels
+  (chapters 2 and 6);
+- ``conv2d_forward`` / ``conv2d_backward``: the same products, computed by the private
+  engine ``_conv_engine.py`` (chunks of images, threads, buffers kept between calls).
+  Use these; the tests hold all three equal.
+
+The transposed convolution is the adjoint of the convolution: its forward pass is the
+convolution's input gradient (col2im) and its input gradient is a convolution (im2col).
 
 Taught in chapters 2 (convolution), 3 (padding and stride) and 6 (backpropagation).
 """
 
 from __future__ import annotations
 
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from typing import NamedTuple
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
-from ._blas import blas_threads as _blas_threads
-from ._blas import note_workers_used, one_blas_thread, small_products
+from . import _conv_engine as engine
+from ._conv_engine import Geometry
 from ._utils import (
     as_int,
     as_pair,
@@ -52,10 +43,16 @@ __all__ = [
     "Conv2dCache",
     "ConvTranspose2dCache",
     "conv_output_size",
+    "conv_transpose_output_size",
+    "padding_amounts",
     "pad2d",
+    "im2col",
+    "col2im",
     "conv2d_forward",
     "conv2d_forward_naive",
+    "conv2d_forward_im2col",
     "conv2d_backward",
+    "conv2d_backward_im2col",
     "conv_transpose2d_forward",
     "conv_transpose2d_forward_naive",
     "conv_transpose2d_backward",
@@ -90,24 +87,40 @@ class ConvTranspose2dCache(NamedTuple):
 # Sizes and padding
 # --------------------------------------------------------------------------------------
 
-def _padding_1d(padding, kernel_size: int, stride: int, dilation: int,
-                name: str = "padding") -> tuple[int, int]:
-    """Resolve one dimension's padding to ``(before, after)``."""
+def padding_amounts(padding, kernel_size: int, *, stride: int = 1,
+                    dilation: int = 1) -> tuple[int, int]:
+    """Zeros added ``(before, after)`` along one axis, for an int or a named padding.
+
+    ``"valid"`` adds none, ``"full"`` adds ``d(k-1)`` on each side, and ``"same"``
+    (stride 1 only) adds ``d(k-1)`` in all, the odd one after, as PyTorch does: an even
+    kernel cannot be centred.
+
+    Notes
+    -----
+    Taught in chapter 3 (padding and stride).
+    """
+    k = as_int(kernel_size, "kernel_size", minimum=1)
+    s = as_int(stride, "stride", minimum=1)
+    d = as_int(dilation, "dilation", minimum=1)
     if isinstance(padding, str):
         if padding not in _PADDING_MODES:
-            raise ValueError(f"{name} must be an int, a pair of ints or one of "
+            raise ValueError(f"padding must be an int, a pair of ints or one of "
                              f"{_PADDING_MODES}, got {padding!r}")
-        span = dilation * (kernel_size - 1)
+        span = d * (k - 1)
         if padding == "valid":
             return (0, 0)
         if padding == "full":
             return (span, span)
-        if stride != 1:
-            raise ValueError(f"{name}='same' needs stride 1 (as in PyTorch), got stride={stride}")
-        # An even kernel cannot be centred: the extra row/column goes after, as in PyTorch.
+        if s != 1:
+            raise ValueError(f"padding='same' needs stride 1 (as in PyTorch), got stride={s}")
         return (span // 2, span - span // 2)
-    p = as_int(padding, name, minimum=0)
+    p = as_int(padding, "padding", minimum=0)
     return (p, p)
+
+
+def _output_length(n: int, k: int, s: int, d: int, before: int, after: int) -> int:
+    """The one output-size formula; arguments already checked (see ``conv_output_size``)."""
+    return (n + before + after - d * (k - 1) - 1) // s + 1
 
 
 def conv_output_size(n: int, kernel_size: int, *, stride: int = 1, padding=0,
@@ -152,12 +165,51 @@ def conv_output_size(n: int, kernel_size: int, *, stride: int = 1, padding=0,
     k = as_int(kernel_size, "kernel_size", minimum=1)
     s = as_int(stride, "stride", minimum=1)
     d = as_int(dilation, "dilation", minimum=1)
-    before, after = _padding_1d(padding, k, s, d)
+    before, after = padding_amounts(padding, k, stride=s, dilation=d)
     span = d * (k - 1) + 1
     if span > n + before + after:
         raise ValueError(f"kernel_size={k} (dilated extent {span}) is larger than the padded "
                          f"input n={n} + padding {before}+{after} = {n + before + after}")
-    return (n + before + after - span) // s + 1
+    return _output_length(n, k, s, d, before, after)
+
+
+def conv_transpose_output_size(n: int, kernel_size: int, *, stride: int = 1, padding: int = 0,
+                               output_padding: int = 0) -> int:
+    """Length of a transposed convolution's output along one spatial dimension.
+
+    .. math:: n_{out} = (n - 1)\\,s - 2p + k + p_{out}
+
+    The inverse of ``conv_output_size`` for the same ``k``, ``s`` and ``p``: several
+    lengths give the same convolution output when ``s > 1``, and ``output_padding``
+    (smaller than ``s``) picks one.
+
+    Raises
+    ------
+    ValueError
+        When ``output_padding >= stride`` or the padding removes the whole output.
+
+    Notes
+    -----
+    Taught in chapter 6 (backpropagation), where the transposed convolution appears as
+    the gradient of a convolution.
+    """
+    n = as_int(n, "n", minimum=1)
+    k = as_int(kernel_size, "kernel_size", minimum=1)
+    s = as_int(stride, "stride", minimum=1)
+    p = as_int(padding, "padding", minimum=0)
+    op = as_int(output_padding, "output_padding", minimum=0)
+    if op >= s:
+        raise ValueError(f"output_padding={op} must be smaller than stride={s}")
+    out = _transposed_length(n, k, s, p, op)
+    if out < 1:
+        raise ValueError(f"padding={p} removes the whole output of a transposed convolution "
+                         f"with n={n}, kernel_size={k}, stride={s} (size {out})")
+    return out
+
+
+def _transposed_length(n: int, k: int, s: int, p: int, op: int) -> int:
+    """The one transposed output-size formula; arguments already checked."""
+    return (n - 1) * s - 2 * p + k + op
 
 
 def _pad_widths(padding) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -253,7 +305,7 @@ def _check_conv2d(x, w, b, stride, padding, dilation):
     dilation = as_pair(dilation, "dilation", minimum=1)
     kh, kw = w.shape[2:]
     if isinstance(padding, str):
-        (pt, pb), (pl, pr) = (_padding_1d(padding, k, s, d)
+        (pt, pb), (pl, pr) = (padding_amounts(padding, k, stride=s, dilation=d)
                               for k, s, d in zip((kh, kw), stride, dilation))
     else:
         ph, pw = as_pair(padding, "padding", minimum=0)
@@ -264,499 +316,155 @@ def _check_conv2d(x, w, b, stride, padding, dilation):
         raise ValueError(f"kernel of w {shape_str(w)} (dilated extent {span_h}x{span_w}) is "
                          f"larger than the padded input {h + pt + pb}x{wd + pl + pr} "
                          f"(x {shape_str(x)}, padding {(pt, pb, pl, pr)} top/bottom/left/right)")
-    out_hw = ((h + pt + pb - span_h) // stride[0] + 1, (wd + pl + pr - span_w) // stride[1] + 1)
-    return x, w, b, stride, (pt, pb, pl, pr), dilation, out_hw
+    pads = (pt, pb, pl, pr)
+    return x, w, b, stride, pads, dilation, _conv2d_out_hw(x.shape, w.shape, stride, pads,
+                                                            dilation)
+
+
+def _conv2d_out_hw(x_shape, w_shape, stride, pads, dilation) -> tuple[int, int]:
+    """``(H_out, W_out)`` of a conv2d whose settings are already checked."""
+    (h, wd), (kh, kw) = x_shape[2:], w_shape[2:]
+    return (_output_length(h, kh, stride[0], dilation[0], pads[0], pads[1]),
+            _output_length(wd, kw, stride[1], dilation[1], pads[2], pads[3]))
+
+
+def _check_conv2d_backward(dout, cache, need_dx):
+    """Check a conv2d backward's arguments; return ``dout`` and the output size."""
+    if not isinstance(cache, Conv2dCache):
+        raise TypeError(f"cache must be the Conv2dCache returned by conv2d_forward, "
+                        f"got {type(cache).__name__}")
+    check_bool(need_dx, "need_dx")
+    x, w, stride, pads, dilation, _ = cache
+    out_hw = _conv2d_out_hw(x.shape, w.shape, stride, pads, dilation)
+    dout = check_dout(dout, (x.shape[0], w.shape[0], *out_hw), x.dtype, ndim=4)
+    return dout, out_hw
+
+
 
 
 # --------------------------------------------------------------------------------------
-# im2col / col2im, a chunk of images at a time
+# The idea: im2col, one matrix product, col2im
 # --------------------------------------------------------------------------------------
 
-# Bytes of im2col matrix built at once. A chunk this size is still in the core's cache
-# when the matrix product reads it, so the patches never travel to main memory. Building
-# the whole batch's matrix at once and keeping it for the backward pass was measured
-# 1.4x slower (forward 1.8x) on the VGG-like layer of benchmarks/bench_conv.py.
-_CHUNK_BYTES = 2**21
-# With several worker threads, chunks are larger, and hold at least two images: each
-# NumPy call has to take the GIL back when it ends, so the threads only overlap when each
-# call runs long enough, and each chunk costs a dozen calls whatever its size. With 2
-# threads, two VGG-like images a chunk (4.7 MB) instead of one took a step from 56.5 to
-# 52.1 ms; larger chunks slowed the strided layer (27.7 ms at 4 MB, 31.3 at 6 MB) and
-# helped no other shape of benchmarks/bench_conv.py.
-# A batch that stays in the calling thread with several BLAS threads (one large image,
-# or a small batch while the workers have not run for a while) takes chunks of this
-# size too: BLAS shares larger products out better, and fewer chunks make fewer short
-# calls (col2im's). With 2 threads, LeNet-5's C3 at batch 128 took 5.8-6.2 ms instead
-# of 6.4-6.7 (then below _PARALLEL_MIN_BYTES). One BLAS thread keeps the cache-sized
-# chunks.
-_PARALLEL_CHUNK_BYTES = 2**22
-_PARALLEL_MIN_IMAGES = 2
-# Below this much im2col matrix for the whole batch, the calling thread does all the
-# chunks: two workers gain nothing on so little work. With 2 threads, fresh inputs each
-# step, a forward + backward step of LeNet-5's C1 and C3 took (calling thread ->
-# workers) at batch 32 (2.5 and 1.9 MB) 2.65 -> 2.56 and 1.69 -> 1.99 ms, at batch 64
-# (5.0 and 3.8 MB) 4.70 -> 3.56 and 3.05 -> 2.79, at batch 128 8.29 -> 6.66 and
-# 6.03 -> 4.20. Inside a training loop the workers only pay when no BLAS thread spins
-# on their core, hence small products on one BLAS thread while they are in use
-# (cnnlib/numpy/_blas.py). A LeNet-5 epoch on the digits with 2 threads, this limit
-# against the earlier 16 MB (which kept LeNet's layers in the calling thread),
-# alternating in one process: 0.283 against 0.280 s at batch 32, 0.244 against 0.248
-# at 64, 0.208 against 0.236 at 128. With the workers but the small products left on
-# two BLAS threads, batch 128 took 0.265 s (0.234 in the calling thread, same run).
-_PARALLEL_MIN_BYTES = 3 * 2**20
+def im2col(xp: np.ndarray, kernel_size, *, stride=1, dilation=1) -> np.ndarray:
+    """Every window of a padded batch as one column of a matrix.
 
+    Parameters
+    ----------
+    xp : ndarray, shape (N, C, Hp, Wp)
+        The input, already padded (``pad2d``).
+    kernel_size, stride, dilation : int or (int, int)
 
-class _Geometry(NamedTuple):
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    padding: tuple[int, int, int, int]  # (top, bottom, left, right)
-    dilation: tuple[int, int]
-    in_hw: tuple[int, int]
-    out_hw: tuple[int, int]
+    Returns
+    -------
+    cols : ndarray, shape (C*KH*KW, N*H_out*W_out)
+        Column ``(n, y, x)`` holds the window that output ``(y, x)`` of image ``n``
+        reads; row ``(c, i, j)`` holds channel ``c`` seen through kernel tap ``(i, j)``.
+        So ``w.reshape(C_out, -1) @ cols`` is the convolution.
 
-
-def _valid_range(offset: int, stride: int, n_out: int, n_in: int) -> tuple[int, int, slice]:
-    """Outputs ``[o0, o1)`` whose tap ``offset + o*stride`` lands inside ``[0, n_in)``.
-
-    Also returns the slice of input indices those outputs read.
+    Notes
+    -----
+    Taught in chapter 2 (convolution).
     """
-    o0 = (-offset + stride - 1) // stride if offset < 0 else 0  # ceil(-offset / stride)
-    o1 = max(o0, min(n_out, (n_in - 1 - offset) // stride + 1))
-    first = offset + o0 * stride
-    return o0, o1, slice(first, first + stride * (o1 - o0 - 1) + 1, stride) if o1 > o0 else (
-        slice(0, 0))
-
-
-def _taps(g: _Geometry) -> list:
-    """For each kernel tap ``(i, j)``: the outputs that read real input, and which input.
-
-    Entries are ``(i, j, y0, y1, x0, x1, rows, cols)``: outputs ``[y0, y1) x [x0, x1)``
-    read input ``[rows, cols]``. The other outputs read padding, i.e. zero, so col2im
-    drops their gradient.
-    """
-    (kh, kw), (sh, sw), (pt, _, pl, _), (dh, dw) = g.kernel, g.stride, g.padding, g.dilation
-    (h, w), (ho, wo) = g.in_hw, g.out_hw
-    taps = []
+    n, c, hp, wp = xp.shape
+    (kh, kw), (sh, sw), (dh, dw) = (as_pair(v, name, minimum=1) for v, name in (
+        (kernel_size, "kernel_size"), (stride, "stride"), (dilation, "dilation")))
+    ho, wo = conv_output_size(hp, kh, stride=sh, dilation=dh), conv_output_size(
+        wp, kw, stride=sw, dilation=dw)
+    cols = np.empty((c, kh, kw, n, ho, wo), dtype=xp.dtype)
     for i in range(kh):
-        y0, y1, rows = _valid_range(i * dh - pt, sh, ho, h)
         for j in range(kw):
-            x0, x1, cols = _valid_range(j * dw - pl, sw, wo, w)
-            taps.append((i, j, y0, y1, x0, x1, rows, cols))
-    return taps
+            # Tap (i, j) of every window at once: a strided slice of the input.
+            taps = xp[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh,
+                      j * dw:j * dw + sw * (wo - 1) + 1:sw]          # (N, C, H_out, W_out)
+            cols[:, i, j] = taps.transpose(1, 0, 2, 3)               # (C, N, H_out, W_out)
+    return cols.reshape(c * kh * kw, n * ho * wo)
 
 
-def _chunks(n_images: int, bytes_per_image: int, n_workers: int,
-            limit: int | None = None) -> list[slice]:
-    """Split the batch into chunks of at most ``limit`` (default ``_CHUNK_BYTES``) of
-    im2col matrix (for several workers ``_PARALLEL_CHUNK_BYTES`` or
-    ``_PARALLEL_MIN_IMAGES`` images, whichever is more), in a multiple of ``n_workers``
-    pieces (or one image each) of nearly equal size, so no worker idles at the end."""
-    if n_workers == 1:
-        per = max(1, (_CHUNK_BYTES if limit is None else limit) // max(1, bytes_per_image))
-    else:
-        per = max(_PARALLEL_MIN_IMAGES, _PARALLEL_CHUNK_BYTES // max(1, bytes_per_image))
-    per = min(per, n_images)
-    pieces = min(n_images, -(-n_images // (per * n_workers)) * n_workers)
-    # Sizes differ by at most one image, the larger ones first, so that dealing the
-    # chunks out in turn (chunks[k::n_workers]) gives each worker the same number of
-    # images, give or take one. Rounding the size up instead left the last chunk short:
-    # on the strided layer of benchmarks/bench_conv.py one thread took 6+6+6 images and
-    # the other 6+6+2, then waited; a step took 27.0-28.0 ms instead of 28.5-28.8.
-    small, extra = divmod(n_images, pieces)
-    bounds = [0]
-    for k in range(pieces):
-        bounds.append(bounds[-1] + small + (k < extra))
-    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+def col2im(dcols: np.ndarray, xp_shape, kernel_size, *, stride=1, dilation=1) -> np.ndarray:
+    """The adjoint of ``im2col``: add every column entry back to the pixel it came from.
 
+    A pixel that several overlapping windows read collects the sum of their gradients.
 
-# NumPy's copies run on one core, so im2col and col2im would leave the other cores idle
-# while BLAS threads sit between matrix products. Instead each BLAS thread becomes a
-# worker that takes whole chunks, im2col to matrix product to col2im, with BLAS itself
-# single-threaded meanwhile (threadpoolctl); NumPy and BLAS release the GIL. On a busy
-# machine this also avoids BLAS threads spinning at a barrier for a descheduled partner.
-_EXECUTOR = None
-_PARALLEL_LOCK = threading.Lock()
+    Parameters
+    ----------
+    dcols : ndarray, shape (C*KH*KW, N*H_out*W_out)
+    xp_shape : (N, C, Hp, Wp)
+        The shape of the padded input that ``im2col`` read.
 
+    Returns
+    -------
+    dxp : ndarray, shape (N, C, Hp, Wp)
+        Crop the padding off to get the input's gradient.
 
-def _reset_after_fork() -> None:
-    # A forked child (the grading sandbox forks) inherits the executor but not its
-    # threads: work sent to it would wait forever, so the child starts afresh.
-    global _EXECUTOR, _PARALLEL_LOCK
-    _EXECUTOR = None
-    _PARALLEL_LOCK = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
-
-
-def _in_parallel(work, n_images: int, bytes_per_image: int) -> list:
-    """Run ``work(chunks)`` on the batch's chunks, split over the BLAS threads."""
-    _, n_workers = _blas_threads()
-    small = n_images * bytes_per_image < _PARALLEL_MIN_BYTES
-    if n_workers > 1 and n_images > 1 and not small and _PARALLEL_LOCK.acquire(blocking=False):
-        try:
-            chunks = _chunks(n_images, bytes_per_image, n_workers)
-            groups = [chunks[k::n_workers] for k in range(n_workers) if chunks[k::n_workers]]
-            global _EXECUTOR
-            if _EXECUTOR is None:
-                _EXECUTOR = ThreadPoolExecutor(thread_name_prefix="cnnlib-conv")
-            with one_blas_thread():
-                futures = [_EXECUTOR.submit(work, group) for group in groups[1:]]
-                results = [work(groups[0])]
-                return results + [f.result() for f in futures]
-        finally:
-            note_workers_used()
-            _PARALLEL_LOCK.release()
-    # The calling thread does it all: a small batch (see _PARALLEL_MIN_BYTES), on one
-    # BLAS thread while the workers are in use (cnnlib/numpy/_blas.py); or one large
-    # image, or a batch while the workers serve another thread's convolution.
-    with small_products() if small else nullcontext():
-        _, threads = _blas_threads()
-        limit = _PARALLEL_CHUNK_BYTES if threads > 1 else _CHUNK_BYTES
-        return [work(_chunks(n_images, bytes_per_image, 1, limit))]
-
-
-# Work buffers (im2col matrices, products, padded copies) are kept per thread between
-# calls instead of allocated per call: a fresh buffer of a few megabytes is fresh memory
-# from the operating system, whose first touch costs page faults. On LeNet's first layer
-# (benchmarks/bench_conv.py) a forward + backward step took 8.5 ms instead of 11.2 with
-# one thread, and 10.0 instead of 11.8 with two. The buffers live as long as the thread,
-# so what is kept is bounded: one buffer of each kind, and padded buffers for the last
-# few geometries, each kind at most _SCRATCH_KEEP_BYTES per thread. A layer whose single
-# image needs more (a 3x3 layer with 64 channels on 224x224 images: 116 MB of im2col
-# matrix) allocates its buffers per call, as the time to fill them dwarfs the faults.
-_SCRATCH = threading.local()
-_SCRATCH_PADDED = 8
-_SCRATCH_KEEP_BYTES = 2**26
-
-
-def _scratch(name: str, size: int, dtype) -> np.ndarray:
-    """This thread's work buffer ``name``: ``size`` elements of ``dtype``, contents
-    undefined. It is reused by the next call, so it must never be returned."""
-    dtype = np.dtype(dtype)
-    if size * dtype.itemsize > _SCRATCH_KEEP_BYTES:
-        return np.empty(size, dtype=dtype)
-    bufs = _SCRATCH.__dict__.setdefault("flat", {})
-    key = (name, dtype)
-    buf = bufs.get(key)
-    if buf is None or buf.size < size:
-        buf = bufs[key] = np.empty(size, dtype=dtype)
-    return buf[:size]
-
-
-def _pad_buffer(g: _Geometry, channels: int, images: int, dtype,
-                minor: bool = False) -> np.ndarray | None:
-    """A ``(images, C, H + pads, W + pads)`` buffer with a zero border for ``_im2col``,
-    or ``None`` without padding; ``(C, H + pads, W + pads, images)`` when ``minor``
-    (then also without padding: the images are transposed into it).
-
-    Only its interior is ever written, so the border stays zero; it is kept per thread
-    for each of the last few shapes and paddings, so two requests for the same geometry
-    get the same buffer: use one before the next.
+    Notes
+    -----
+    Taught in chapter 6 (backpropagation through convolution).
     """
-    pt, pb, pl, pr = g.padding
-    if not (pt or pb or pl or pr or minor):
-        return None
-    (h, w) = g.in_hw
-    hp, wp = h + pt + pb, w + pl + pr
-    shape = (channels, hp, wp, images) if minor else (images, channels, hp, wp)
-    padded = _SCRATCH.__dict__.setdefault("padded", {})
-    key = (shape, g.padding, minor, np.dtype(dtype))
-    buf = padded.pop(key, None)
-    if buf is None:
-        buf = np.zeros(shape, dtype=dtype)
-    padded[key] = buf  # now the most recently used
-    while len(padded) > _SCRATCH_PADDED or (
-            sum(b.nbytes for b in padded.values()) > _SCRATCH_KEEP_BYTES):
-        del padded[next(iter(padded))]  # the least recently used, at last this one
-    return buf
+    n, c, hp, wp = xp_shape
+    (kh, kw), (sh, sw), (dh, dw) = (as_pair(v, name, minimum=1) for v, name in (
+        (kernel_size, "kernel_size"), (stride, "stride"), (dilation, "dilation")))
+    ho, wo = conv_output_size(hp, kh, stride=sh, dilation=dh), conv_output_size(
+        wp, kw, stride=sw, dilation=dw)
+    dcols = dcols.reshape(c, kh, kw, n, ho, wo)
+    dxp = np.zeros((n, c, hp, wp), dtype=dcols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            dxp[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh,
+                j * dw:j * dw + sw * (wo - 1) + 1:sw] += dcols[:, i, j].transpose(1, 0, 2, 3)
+    return dxp
 
 
-def _images_minor(g: _Geometry, images: int) -> bool:
-    """Whether chunks of ``images`` images order their columns ``(y, x, image)`` rather
-    than ``(image, y, x)``.
+def conv2d_forward_im2col(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
+                          stride=1, padding=0, dilation=1) -> tuple[np.ndarray, Conv2dCache]:
+    """2-D convolution as one matrix product: ``out = W @ im2col(x)``.
 
-    im2col and col2im copy runs of contiguous values: ``W_out`` long in the first
-    order, ``images`` long (``images*W_out`` with stride 1) in the second, which costs
-    transposing the input, output and gradients in and out. Measured on
-    benchmarks/bench_conv.py's shapes and others, the second order is the faster one
-    when ``2*images >= W_out``: on LeNet's C3 (64 images of 10x10 outputs a chunk) it
-    made im2col 2.4 and col2im 2.2 times faster, and the whole forward + backward step
-    8.7 -> 5.6 ms on one thread. The VGG-like layers, with one to eight images of 16 to
-    64 output columns a chunk, keep the first order.
+    Same parameters, results and cache as ``conv2d_forward``, which computes the same
+    product faster (by chunks of images, on several threads).
+
+    Notes
+    -----
+    Taught in chapter 2 (convolution).
     """
-    return 2 * images >= g.out_hw[1]
+    x, w, b, stride, pads, dilation, (ho, wo) = _check_conv2d(x, w, b, stride, padding,
+                                                             dilation)
+    n, c_out = x.shape[0], w.shape[0]
+    top, bottom, left, right = pads
+    xp = pad2d(x, ((top, bottom), (left, right)))
+    cols = im2col(xp, w.shape[2:], stride=stride, dilation=dilation)  # (C_in*KH*KW, N*H_out*W_out)
+    out = w.reshape(c_out, -1) @ cols                                  # (C_out, N*H_out*W_out)
+    if b is not None:
+        out += b.reshape(c_out, 1)
+    out = out.reshape(c_out, n, ho, wo).transpose(1, 0, 2, 3)          # (N, C_out, H_out, W_out)
+    return np.ascontiguousarray(out), Conv2dCache(x, w, stride, pads, dilation, b is not None)
 
 
-# Output pixels per image from which each image gets its own matrix products. On the
-# first VGG-like layer of benchmarks/bench_conv.py (64x64 outputs, 32 filters) a step
-# took 22.8 ms instead of 25.0 with one thread and 12.3 instead of 13.3 with two (the
-# forward pass 6.9 instead of 7.9 ms with one): the copies saved outweigh the smaller
-# products. With 32x32 outputs (the VGG-like 3x3 layer) it made no difference, and
-# with 16x16 (the strided layer) two threads were slower (29.1 against 26.8 ms).
-_DIRECT_MIN_COLUMNS = 2048
+def conv2d_backward_im2col(dout: np.ndarray, cache: Conv2dCache, *, need_dx: bool = True):
+    """Gradients of ``out = W @ cols``: ``dW = dout @ cols.T``, ``dcols = W.T @ dout``.
 
+    ``dx`` is ``col2im(dcols)`` with the padding cropped off, and ``db`` sums ``dout``
+    over everything but the channels. Same parameters and results as
+    ``conv2d_backward``, which computes the same products faster.
 
-def _per_image_products(g: _Geometry, minor: bool) -> bool:
-    """Whether each image's products read and write its own block of ``out``, ``dout``
-    and ``dx`` directly, one matrix product per image, instead of one product for the
-    chunk and a transposing copy between ``(M, F, H, W)`` and ``(F, M*H*W)``.
-
-    Only in the ``(image, y, x)`` column order, where an image's columns are one block,
-    and with at least ``_DIRECT_MIN_COLUMNS`` output pixels per image.
+    Notes
+    -----
+    Taught in chapter 6 (backpropagation through convolution and pooling).
     """
-    return not minor and g.out_hw[0] * g.out_hw[1] >= _DIRECT_MIN_COLUMNS
-
-
-def _to_columns(a, minor: bool):
-    """``(M, K, H, W)`` as ``(K, M*H*W)`` (``(K, H*W*M)`` when ``minor``), a copy."""
-    return a.transpose((1, 2, 3, 0) if minor else (1, 0, 2, 3)).reshape(a.shape[1], -1)
-
-
-def _from_columns(a, m: int, hw: tuple[int, int], minor: bool):
-    """Inverse of ``_to_columns``: ``(K, columns)`` as an ``(M, K, H, W)`` view."""
-    if minor:
-        return a.reshape(a.shape[0], *hw, m).transpose(3, 0, 1, 2)
-    return a.reshape(a.shape[0], m, *hw).transpose(1, 0, 2, 3)
-
-
-def _im2col(x, g: _Geometry, buf, pad_buf, minor: bool = False):
-    """Patches of ``x`` as columns, written into ``buf``: ``(C*KH*KW, M*H_out*W_out)``.
-
-    Row ``(c, i, j)`` holds input channel ``c`` shifted by tap ``(i, j)`` for every
-    output position, so ``w.reshape(C_out, -1) @ cols`` is the convolution. Columns are
-    ordered ``(image, y, x)``, or ``(y, x, image)`` when ``minor`` (``_images_minor``).
-    The patches are a strided view of the input (copied into ``pad_buf``'s interior
-    first when there is padding or ``minor``), and one copy lays them out.
-    """
-    m, c, h, w = x.shape
-    (kh, kw), (ho, wo) = g.kernel, g.out_hw
-    (sh, sw), (dh, dw) = g.stride, g.dilation
-    top, _, left, _ = g.padding
-    cols = buf[:c * kh * kw * m * ho * wo]
-    if minor:
-        xp = pad_buf[..., :m]                                   # (C, H + pads, W + pads, M)
-        xp[:, top:top + h, left:left + w] = x.transpose(1, 2, 3, 0)
-        sc, sy, sx, sn = xp.strides
-        # patches[c, i, j, y, x, n] = xp[c, y*sh + i*dh, x*sw + j*dw, n]
-        shape, strides = (c, kh, kw, ho, wo, m), (sc, sy * dh, sx * dw, sy * sh, sx * sw, sn)
-    else:
-        xp = x if pad_buf is None else pad_buf[:m]              # (M, C, H + pads, W + pads)
-        if pad_buf is not None:
-            xp[:, :, top:top + h, left:left + w] = x
-        sn, sc, sy, sx = xp.strides
-        # patches[c, i, j, n, y, x] = xp[n, c, y*sh + i*dh, x*sw + j*dw]
-        shape, strides = (c, kh, kw, m, ho, wo), (sc, sy * dh, sx * dw, sn, sy * sh, sx * sw)
-    np.copyto(cols.reshape(shape), as_strided(xp, shape=shape, strides=strides,
-                                               writeable=False))
-    return cols.reshape(c * kh * kw, m * ho * wo)  # no copy
-
-
-def _col2im_order(g: _Geometry, taps) -> tuple[list, bool]:
-    """The taps in the order ``_col2im`` adds them, and whether the first one covers
-    every input pixel (then it is assigned and ``dx`` need not be zeroed first)."""
-    (h, w) = g.in_hw
-    for k, tap in enumerate(taps):
-        rows, cols = tap[6], tap[7]
-        if (rows.start, rows.stop, rows.step, cols.start, cols.stop, cols.step) == (
-                0, h, 1, 0, w, 1):  # e.g. the centre of a 3x3 kernel with padding 1
-            return [tap] + taps[:k] + taps[k + 1:], True
-    return taps, False
-
-
-def _col2im(dcols, dx, g: _Geometry, order, minor: bool = False,
-            image_major: bool = False) -> None:
-    """Adjoint of ``_im2col``: send each column entry back to the pixel it was copied
-    from, writing all of ``dx`` (``(M, C, H, W)``).
-
-    A pixel read by several overlapping windows collects the sum of their gradients;
-    entries that were padding are dropped. ``order`` comes from ``_col2im_order``;
-    ``minor`` is the column order ``dcols`` was built with (``_im2col``);
-    ``image_major`` means ``dcols`` is ``(M, C*KH*KW, H_out*W_out)`` instead, one block
-    per image (``_per_image_products``).
-    """
-    taps, covering = order
-    m, c, h, w = dx.shape
-    (kh, kw), (ho, wo) = g.kernel, g.out_hw
-    if minor:
-        # (C, KH, KW, H_out, W_out, M) added into (C, H, W, M), then transposed into dx.
-        dcols = dcols.reshape(c, kh, kw, ho, wo, m).transpose(0, 1, 2, 5, 3, 4)
-        acc = _scratch("col2im", c * h * w * m, dx.dtype).reshape(c, h, w, m)
-        acc_t = acc.transpose(0, 3, 1, 2)  # (C, M, H, W) view
-    else:
-        if image_major:
-            dcols = dcols.reshape(m, c, kh, kw, ho, wo).transpose(1, 2, 3, 0, 4, 5)
-        else:
-            dcols = dcols.reshape(c, kh, kw, m, ho, wo)  # (C, KH, KW, M, H_out, W_out)
-        acc_t = dx.transpose(1, 0, 2, 3)  # (C, M, H, W) view, writes land in dx
-    if covering:
-        i, j, y0, y1, x0, x1, _, _ = taps[0]
-        acc_t[...] = dcols[:, i, j, :, y0:y1, x0:x1]
-        taps = taps[1:]
-    else:
-        acc_t[...] = 0
-    for i, j, y0, y1, x0, x1, rows, cs in taps:
-        acc_t[:, :, rows, cs] += dcols[:, i, j, :, y0:y1, x0:x1]
-    if minor:
-        dx[...] = acc.transpose(3, 0, 1, 2)
-
-
-def _flipped_geometry(g: _Geometry) -> _Geometry | None:
-    """Geometry of ``dx`` as a convolution of ``dout`` with the flipped kernel, or ``None``.
-
-    With stride 1, ``dx[c, y, x] = sum_{f,i,j} w[f, c, i, j] * dout[f, y + pt - i*d,
-    x + pl - j*d]``: a stride-1 convolution of ``dout``, padded by ``(K - 1)*d - p`` on
-    each side, with the kernel flipped and its channel axes swapped. ``None`` when the
-    stride is larger than 1 or a padding exceeds ``(K - 1)*d`` (``dout`` would need
-    cropping); col2im handles those.
-    """
-    if g.stride != (1, 1):
-        return None
-    (kh, kw), (dh, dw) = g.kernel, g.dilation
-    pt, pb, pl, pr = g.padding
-    pads = ((kh - 1) * dh - pt, (kh - 1) * dh - pb, (kw - 1) * dw - pl, (kw - 1) * dw - pr)
-    if min(pads) < 0:
-        return None
-    return _Geometry(g.kernel, (1, 1), pads, g.dilation, g.out_hw, g.in_hw)
-
-
-def _conv_out(x, w2, g: _Geometry, bias=None):
-    """Convolution ``(N, C, H, W) -> (N, F, H_out, W_out)`` with ``w2 = w.reshape(F, -1)``."""
-    n, f = x.shape[0], w2.shape[0]
-    (ho, wo), ckk = g.out_hw, w2.shape[1]
-    out = np.empty((n, f, ho, wo), dtype=x.dtype)
-
-    def work(chunks):
-        per = max(sl.stop - sl.start for sl in chunks)
-        cols_buf = _scratch("cols", ckk * per * ho * wo, x.dtype)
-        prod_buf = _scratch("prod", f * per * ho * wo, x.dtype)
-        minor = _images_minor(g, per)
-        pad_buf = _pad_buffer(g, x.shape[1], per, x.dtype, minor)
-        direct = _per_image_products(g, minor)
-        for sl in chunks:
-            m = sl.stop - sl.start
-            cols = _im2col(x[sl], g, cols_buf, pad_buf, minor)      # (C*KH*KW, M*H_out*W_out)
-            if direct:
-                hw = ho * wo
-                out3 = out[sl].reshape(m, f, hw)
-                for k in range(m):  # image k's columns, straight into its output
-                    np.matmul(w2, cols[:, k * hw:(k + 1) * hw], out=out3[k])
-                if bias is not None:
-                    out3 += bias.reshape(1, f, 1)
-                continue
-            prod = np.matmul(w2, cols, out=prod_buf[:f * m * ho * wo].reshape(f, -1))
-            prod = _from_columns(prod, m, (ho, wo), minor)          # (M, F, H_out, W_out) view
-            if bias is None:
-                out[sl] = prod
-            else:
-                np.add(prod, bias.reshape(1, f, 1, 1), out=out[sl])
-
-    _in_parallel(work, n, ckk * ho * wo * x.itemsize)
-    return out
-
-
-def _conv_backward(dout, w2, g: _Geometry, x_shape, *, x=None, need_dx=True,
-                   need_db=False):
-    """Input, weight and bias gradients of ``_conv_out``, a chunk of images at a time.
-
-    ``dw`` (as ``(F, C*KH*KW)``) is computed when ``x`` is given. The im2col matrix is
-    rebuilt per chunk rather than kept from the forward pass: rebuilding a chunk in
-    cache is cheaper than storing the whole matrix, nine times the input for a 3x3
-    kernel, and reading it back from main memory.
-
-    ``dx`` is ``col2im(W.T @ dout)``, one strided addition per kernel tap. With stride 1
-    it is also a convolution of ``dout`` with the flipped kernel (``_flipped_geometry``),
-    one copy and one matrix product; that way is taken when its im2col matrix is no
-    larger than the one col2im reads (``C_out*H*W <= C_in*H_out*W_out``, as in a
-    "same" 3x3 layer that keeps its channel count). On the VGG-like layer of
-    benchmarks/bench_conv.py it took the input gradient from 34.6 to 30.6 ms with one
-    thread.
-
-    Either way ``dx`` reads a matrix no larger than ``x``'s im2col matrix, so the batch
-    is split the same whether or not ``dx`` is computed, and ``dw`` and ``db``, summed
-    chunk by chunk, come out the same to the last bit.
-    """
-    n, f = dout.shape[:2]
-    (ho, wo), ckk = g.out_hw, w2.shape[1]
-    c, (h, w) = x_shape[1], g.in_hw
-    dtype = dout.dtype
-    dx = np.empty(x_shape, dtype=dtype) if need_dx else None
-    flipped = _flipped_geometry(g) if need_dx and f * h * w <= c * ho * wo else None
-    if flipped is not None:
-        kh, kw = g.kernel
-        # (C, F*KH*KW): row c holds the filters' channel c, flipped in both directions.
-        w2_flip = np.ascontiguousarray(
-            w2.reshape(f, c, kh, kw)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(c, -1)
-    else:
-        order = _col2im_order(g, _taps(g)) if need_dx else None
-    # The flipped route's matrix, F*KH*KW*H*W per image, is no larger (its condition).
-    bytes_per_image = ckk * ho * wo * dtype.itemsize
-
-    def work(chunks):
-        per = max(sl.stop - sl.start for sl in chunks)
-        buf = _scratch("cols", ckk * ho * wo * per, dtype)
-        minor = _images_minor(g, per)
-        pad_buf = None if x is None else _pad_buffer(g, c, per, dtype, minor)
-        direct = _per_image_products(g, minor)
-        if flipped is not None:
-            dout_pad = _pad_buffer(flipped, f, per, dtype, minor)
-            if not direct:  # per image, the products land in dx itself
-                dx_buf = _scratch("prod", c * per * h * w, dtype)
-        dw2t = np.zeros((ckk, f), dtype=dtype) if x is not None else None  # dw2 transposed
-        db = np.zeros(f, dtype=dtype) if need_db else None
-        for sl in chunks:
-            m = sl.stop - sl.start
-            if direct:
-                # Each image's block of dout, cols and dx, one product per image (see
-                # _per_image_products): no transposing copies of dout and dx.
-                hw = ho * wo
-                dout3 = dout[sl].reshape(m, f, hw)
-                if db is not None:
-                    db += dout3.sum(axis=(0, 2))
-                if dw2t is not None:
-                    cols = _im2col(x[sl], g, buf, pad_buf, minor)       # (C*KH*KW, M*H_out*W_out)
-                    for k in range(m):
-                        dw2t += cols[:, k * hw:(k + 1) * hw] @ dout3[k].T
-                if dx is None:
-                    continue
-                if flipped is not None:
-                    dcols = _im2col(dout[sl], flipped, buf, dout_pad, minor)  # (F*KH*KW, M*H*W)
-                    dx3 = dx[sl].reshape(m, c, h * w)
-                    for k in range(m):
-                        np.matmul(w2_flip, dcols[:, k * h * w:(k + 1) * h * w], out=dx3[k])
-                else:
-                    dcols3 = buf[:ckk * m * hw].reshape(m, ckk, hw)
-                    for k in range(m):
-                        np.matmul(w2.T, dout3[k], out=dcols3[k])
-                    _col2im(dcols3, dx[sl], g, order, minor, image_major=True)
-                continue
-            # (F, M*H_out*W_out); the flipped route to dx reads dout directly, so a
-            # transposed convolution's forward pass does not need it.
-            if db is not None or dw2t is not None or flipped is None:
-                dout_t = _to_columns(dout[sl], minor)
-            if db is not None:
-                db += dout_t.sum(axis=1)
-            if dw2t is not None:
-                cols = _im2col(x[sl], g, buf, pad_buf, minor)       # (C*KH*KW, M*H_out*W_out)
-                # dW transposed, cols @ dout.T: OpenBLAS ran this orientation 6 % faster
-                # for the whole step of the VGG-like layer on one thread (9 % on LeNet's C1).
-                dw2t += cols @ dout_t.T                             # (C*KH*KW, F)
-            if dx is None:
-                continue
-            if flipped is not None:
-                dcols = _im2col(dout[sl], flipped, buf, dout_pad, minor)  # (F*KH*KW, M*H*W)
-                prod = np.matmul(w2_flip, dcols, out=dx_buf[:c * m * h * w].reshape(c, -1))
-                dx[sl] = _from_columns(prod, m, (h, w), minor)
-            else:
-                dcols = np.matmul(w2.T, dout_t, out=buf[:ckk * m * ho * wo].reshape(ckk, -1))
-                _col2im(dcols, dx[sl], g, order, minor)
-        return dw2t, db
-
-    parts = _in_parallel(work, n, bytes_per_image)
-    dw2 = None if x is None else (sum(p[0] for p in parts[1:]) + parts[0][0]).T
-    db = None if not need_db else sum(p[1] for p in parts[1:]) + parts[0][1]
-    return dx, dw2, db
+    dout, _ = _check_conv2d_backward(dout, cache, need_dx)
+    x, w, stride, pads, dilation, has_bias = cache
+    (h, wd), c_out = x.shape[2:], w.shape[0]
+    top, bottom, left, right = pads
+    xp = pad2d(x, ((top, bottom), (left, right)))
+    cols = im2col(xp, w.shape[2:], stride=stride, dilation=dilation)  # (C_in*KH*KW, N*H_out*W_out)
+    dout2 = dout.transpose(1, 0, 2, 3).reshape(c_out, -1)             # (C_out, N*H_out*W_out)
+    dw = (dout2 @ cols.T).reshape(w.shape)
+    db = dout2.sum(axis=1) if has_bias else None
+    dx = None
+    if need_dx:
+        dcols = w.reshape(c_out, -1).T @ dout2                         # (C_in*KH*KW, N*H_out*W_out)
+        dxp = col2im(dcols, xp.shape, w.shape[2:], stride=stride, dilation=dilation)
+        dx = dxp[:, :, top:top + h, left:left + wd].copy()            # crop the padding off
+    return dx, dw, db
 
 
 # --------------------------------------------------------------------------------------
@@ -797,13 +505,15 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
 
     Notes
     -----
-    Taught in chapters 2 and 3; the loop version is ``conv2d_forward_naive``. Forward and
-    backward use as many threads as NumPy's BLAS (``threadpoolctl.threadpool_limits``
-    changes both), splitting the batch between them.
+    Taught in chapters 2 and 3. The loop version is ``conv2d_forward_naive``, the
+    matrix-product idea ``conv2d_forward_im2col``; this one computes that product in the
+    engine (``_conv_engine.py``), on as many threads as NumPy's BLAS uses
+    (``threadpoolctl.threadpool_limits`` changes both).
     """
     x, w, b, stride, pads, dilation, out_hw = _check_conv2d(x, w, b, stride, padding, dilation)
-    g = _Geometry(w.shape[2:], stride, pads, dilation, x.shape[2:], out_hw)
-    out = _conv_out(x, w.reshape(w.shape[0], -1), g, b)  # (C_out, C_in*KH*KW) filters as rows
+    g = Geometry(w.shape[2:], stride, pads, dilation, x.shape[2:], out_hw)
+    # The product of conv2d_forward_im2col, computed by the engine.
+    out = engine.conv_forward(x, w.reshape(w.shape[0], -1), g, b)
     return out, Conv2dCache(x, w, stride, pads, dilation, b is not None)
 
 
@@ -871,20 +581,12 @@ def conv2d_backward(dout: np.ndarray, cache: Conv2dCache, *, need_dx: bool = Tru
     -----
     Taught in chapter 6 (backpropagation through convolution and pooling).
     """
-    if not isinstance(cache, Conv2dCache):
-        raise TypeError(f"cache must be the Conv2dCache returned by conv2d_forward, "
-                        f"got {type(cache).__name__}")
+    dout, out_hw = _check_conv2d_backward(dout, cache, need_dx)
     x, w, stride, pads, dilation, has_bias = cache
-    n, c_out = x.shape[0], w.shape[0]
-    (h, wd), (kh, kw) = x.shape[2:], w.shape[2:]
-    out_hw = ((h + pads[0] + pads[1] - dilation[0] * (kh - 1) - 1) // stride[0] + 1,
-              (wd + pads[2] + pads[3] - dilation[1] * (kw - 1) - 1) // stride[1] + 1)
-    check_bool(need_dx, "need_dx")
-    dout = check_dout(dout, (n, c_out, *out_hw), x.dtype, ndim=4)
-    g = _Geometry((kh, kw), stride, pads, dilation, (h, wd), out_hw)
-    dx, dw2, db = _conv_backward(dout, w.reshape(c_out, -1), g, x.shape, x=x,
-                                 need_dx=need_dx, need_db=has_bias)
-    # dw2: (C_out, C_in*KH*KW)
+    g = Geometry(w.shape[2:], stride, pads, dilation, x.shape[2:], out_hw)
+    # The products of conv2d_backward_im2col, computed by the engine.
+    dx, dw2, db = engine.conv_backward(dout, w.reshape(w.shape[0], -1), g, x.shape, x=x,
+                                       need_dx=need_dx, need_db=has_bias)
     return dx, dw2.reshape(w.shape), db
 
 
@@ -904,13 +606,17 @@ def _check_conv_transpose2d(x, w, b, stride, padding, output_padding):
     if output_padding[0] >= stride[0] or output_padding[1] >= stride[1]:
         raise ValueError(f"output_padding={output_padding} must be smaller than "
                          f"stride={stride} in each dimension")
-    (h, wd), (kh, kw) = x.shape[2:], w.shape[2:]
-    out_hw = tuple((n - 1) * s - 2 * p + k + op for n, s, p, k, op
-                   in zip((h, wd), stride, padding, (kh, kw), output_padding))
+    out_hw = _transposed_out_hw(x.shape, w.shape, stride, padding, output_padding)
     if min(out_hw) < 1:
         raise ValueError(f"padding={padding} removes the whole output: x {shape_str(x)} and "
                          f"w {shape_str(w)} with stride={stride} give size {out_hw}")
     return x, w, b, stride, padding, output_padding, out_hw
+
+
+def _transposed_out_hw(x_shape, w_shape, stride, padding, output_padding) -> tuple[int, int]:
+    """``(H_out, W_out)`` of a transposed convolution whose settings are already checked."""
+    return tuple(_transposed_length(n, k, s, p, op) for n, k, s, p, op in zip(
+        x_shape[2:], w_shape[2:], stride, padding, output_padding))
 
 
 def conv_transpose2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *,
@@ -953,9 +659,9 @@ def conv_transpose2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None 
     c_in, c_out = w.shape[:2]
     kernel = w.shape[2:]
     # The convolution this is the adjoint of maps (N, C_out, H_out, W_out) to x's shape.
-    g = _Geometry(kernel, stride, (padding[0], padding[0], padding[1], padding[1]), (1, 1),
-                  out_hw, x.shape[2:])
-    out, _, _ = _conv_backward(x, w.reshape(c_in, -1), g, (x.shape[0], c_out, *out_hw))
+    g = Geometry(kernel, stride, (padding[0], padding[0], padding[1], padding[1]), (1, 1),
+                 out_hw, x.shape[2:])
+    out, _, _ = engine.conv_backward(x, w.reshape(c_in, -1), g, (x.shape[0], c_out, *out_hw))
     if b is not None:
         out += b.reshape(1, c_out, 1, 1)
     return out, ConvTranspose2dCache(x, w, stride, padding, output_padding, b is not None)
@@ -1021,14 +727,13 @@ def conv_transpose2d_backward(dout: np.ndarray, cache: ConvTranspose2dCache):
                         f"conv_transpose2d_forward, got {type(cache).__name__}")
     x, w, stride, padding, output_padding, has_bias = cache
     n, (c_in, c_out), kernel = x.shape[0], w.shape[:2], w.shape[2:]
-    out_hw = tuple((m - 1) * s - 2 * p + k + op for m, s, p, k, op
-                   in zip(x.shape[2:], stride, padding, kernel, output_padding))
+    out_hw = _transposed_out_hw(x.shape, w.shape, stride, padding, output_padding)
     dout = check_dout(dout, (n, c_out, *out_hw), x.dtype, ndim=4)
-    g = _Geometry(kernel, stride, (padding[0], padding[0], padding[1], padding[1]), (1, 1),
-                  out_hw, x.shape[2:])
+    g = Geometry(kernel, stride, (padding[0], padding[0], padding[1], padding[1]), (1, 1),
+                 out_hw, x.shape[2:])
     w2 = w.reshape(c_in, -1)  # (C_in, C_out*KH*KW): the adjoint convolution's filters as rows
-    dx = _conv_out(dout, w2, g)  # (N, C_in, H, W)
+    dx = engine.conv_forward(dout, w2, g)  # (N, C_in, H, W)
     # The weight gradient of the adjoint convolution, whose input is dout and output x.
-    _, dw2, _ = _conv_backward(x, w2, g, dout.shape, x=dout, need_dx=False)
+    _, dw2, _ = engine.conv_backward(x, w2, g, dout.shape, x=dout, need_dx=False)
     db = dout.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dw2.reshape(w.shape), db

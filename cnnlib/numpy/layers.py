@@ -11,13 +11,15 @@ The interface (every layer, and :class:`Sequential`)
 ``out = layer(x, training=False)``  or ``layer.forward(x, training=...)``
     ``training=True`` switches dropout on and makes batch norm use (and update) the
     batch statistics; the default is evaluation, as after ``model.eval()`` in PyTorch.
-``dx = layer.backward(dout)``
+``dx = layer.backward(dout, *, need_dx=True)``
     Gradient of the input for the last forward pass; fills ``layer.grads``. Gradients
     are overwritten by every backward, not accumulated as in PyTorch, so there is no
-    ``zero_grad`` to forget. ``layer.backward(dout, need_dx=False)`` fills the same
-    gradients and returns ``None``: a network's first layer need not compute the
-    gradient of the images (a convolution or a linear layer then skips that work, as
-    PyTorch does for an input that does not require a gradient).
+    ``zero_grad`` to forget. ``need_dx=False`` fills the same gradients and returns
+    ``None``: a network's first layer need not compute the gradient of the images (a
+    convolution or a linear layer then skips that work, as PyTorch does for an input
+    that does not require a gradient). Every layer takes ``need_dx``; a layer of your
+    own gets it by subclassing :class:`Module` and writing ``_forward`` and
+    ``_backward``, or must accept it if it writes its own ``backward``.
 ``layer.params``, ``layer.grads``, ``layer.buffers``
     Dicts name -> array with PyTorch's names (``"weight"``, ``"bias"``,
     ``"running_mean"``; ``"0.weight"`` inside a :class:`Sequential`). ``params`` holds
@@ -40,13 +42,12 @@ their PyTorch twin is ``nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())``.
 
 from __future__ import annotations
 
-import inspect
 import math
 import numbers
 
 import numpy as np
 
-from ._utils import as_pair, shape_str
+from ._utils import as_int, as_pair, shape_str
 from ._utils import check_bool as _check_bool
 from .activations import (
     elu_backward,
@@ -137,21 +138,6 @@ def _uniform_init(rng, shape, fan_in: int, dtype) -> np.ndarray:
     """PyTorch's default: kaiming_uniform_(a=sqrt(5)) gives U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
     bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
     return rng.uniform(-bound, bound, size=shape).astype(dtype)
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
-def _takes_need_dx(module) -> bool:
-    """Whether ``module.backward`` accepts ``need_dx`` (a user's override may not)."""
-    try:
-        params = inspect.signature(module.backward).parameters
-    except (AttributeError, TypeError, ValueError):
-        return False
-    return "need_dx" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def _short(value):
@@ -317,8 +303,8 @@ class Conv2d(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  dilation=1, *, bias=True, rng=None, dtype=np.float32):
         super().__init__()
-        self.in_channels = _positive_int(in_channels, "in_channels")
-        self.out_channels = _positive_int(out_channels, "out_channels")
+        self.in_channels = as_int(in_channels, "in_channels", minimum=1)
+        self.out_channels = as_int(out_channels, "out_channels", minimum=1)
         self.kernel_size = as_pair(kernel_size, "kernel_size", minimum=1)
         self.stride = as_pair(stride, "stride", minimum=1)
         self.padding = padding if isinstance(padding, str) else as_pair(padding, "padding",
@@ -382,8 +368,8 @@ class ConvTranspose2d(Module):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  output_padding=0, *, bias=True, rng=None, dtype=np.float32):
         super().__init__()
-        self.in_channels = _positive_int(in_channels, "in_channels")
-        self.out_channels = _positive_int(out_channels, "out_channels")
+        self.in_channels = as_int(in_channels, "in_channels", minimum=1)
+        self.out_channels = as_int(out_channels, "out_channels", minimum=1)
         self.kernel_size = as_pair(kernel_size, "kernel_size", minimum=1)
         self.stride = as_pair(stride, "stride", minimum=1)
         self.padding = as_pair(padding, "padding", minimum=0)
@@ -651,8 +637,8 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, *, rng=None, dtype=np.float32):
         super().__init__()
-        self.in_features = _positive_int(in_features, "in_features")
-        self.out_features = _positive_int(out_features, "out_features")
+        self.in_features = as_int(in_features, "in_features", minimum=1)
+        self.out_features = as_int(out_features, "out_features", minimum=1)
         dt, rng = _as_dtype(dtype), _as_rng(rng)
         shape = (self.out_features, self.in_features)
         self.params["weight"] = _uniform_init(rng, shape, self.in_features, dt)
@@ -729,7 +715,7 @@ class BatchNorm2d(Module):
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, *, dtype=np.float32):
         super().__init__()
-        self.num_features = _positive_int(num_features, "num_features")
+        self.num_features = as_int(num_features, "num_features", minimum=1)
         self.eps, self.momentum = eps, momentum
         dt = _as_dtype(dtype)
         c = self.num_features
@@ -823,12 +809,7 @@ class Sequential(Module):
         if start == n:  # no layers, or (without dx) no parameters anywhere
             return dout if need_dx else None
         first = self.layers[start]
-        if need_dx:
-            return first.backward(dout)
-        if _takes_need_dx(first):
-            return first.backward(dout, need_dx=False)
-        first.backward(dout)  # a layer class of the user's own, with its own backward
-        return None
+        return first.backward(dout, need_dx=need_dx)
 
     def _collect(self, attr: str) -> dict[str, np.ndarray]:
         return {f"{i}.{k}": v for i, layer in enumerate(self.layers)

@@ -21,7 +21,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._blas import small_products
 from ._utils import check_array, check_bool, check_dout, check_same_dtype, shape_str
 
 __all__ = [
@@ -29,23 +28,6 @@ __all__ = [
     "flatten_forward", "flatten_backward",
     "dropout_forward", "dropout_backward",
 ]
-
-# Products of fewer multiply-adds than this run on one BLAS thread while conv2d's
-# worker threads are in use: a second thread saves microseconds there (LeNet-5's
-# 400 -> 120 layer at batch 128, forward and backward: 347 us on one thread, 258 on
-# two), but leaves the idle BLAS thread spinning on the core a worker needs (see
-# cnnlib/numpy/_blas.py). Larger products gain more from it (1024 -> 2048 at batch 128:
-# 14.1 ms on one thread, 7.6 on two).
-_ONE_THREAD_MACS = 2**24
-
-
-def _product(a, b):
-    """``a @ b``; small ones on one BLAS thread while conv2d's workers are in use."""
-    if a.shape[0] * a.shape[1] * b.shape[1] < _ONE_THREAD_MACS:
-        with small_products():
-            return a @ b
-    return a @ b
-
 
 class LinearCache(NamedTuple):
     x: np.ndarray
@@ -100,7 +82,7 @@ def linear_forward(x, w, b=None):
             raise ValueError(f"b has shape {shape_str(b)} but w has shape {shape_str(w)}; b must "
                              f"have shape ({w.shape[0]},)")
         check_same_dtype(x, "x", b, "b")
-    out = _product(x, w.T)  # (N, out_features)
+    out = x @ w.T  # (N, out_features)
     if b is not None:
         out += b
     return out, LinearCache(x, w, b is not None)
@@ -130,8 +112,8 @@ def linear_backward(dout, cache, *, need_dx=True):
     x, w, has_bias = cache
     check_bool(need_dx, "need_dx")
     dout = check_dout(dout, (x.shape[0], w.shape[0]), x.dtype)
-    dx = _product(dout, w) if need_dx else None  # (N, in_features)
-    dw = _product(dout.T, x)  # (out_features, in_features)
+    dx = dout @ w if need_dx else None  # (N, in_features)
+    dw = dout.T @ x  # (out_features, in_features)
     db = dout.sum(axis=0) if has_bias else None
     return dx, dw, db
 

@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._utils import as_pair, as_real, check_array, check_dout, shape_str
+from .conv import _output_length  # the one output-size formula (conv_output_size)
 
 __all__ = [
     "PoolCache",
@@ -116,7 +117,8 @@ def _pool_geometry(x, kernel_size, stride, padding) -> _Geometry:
     if hp < k[0] or wp < k[1]:
         raise ValueError(f"kernel_size {k} is larger than the padded input: x has shape "
                          f"{shape_str(x)}, padding {p} makes it {hp}x{wp}")
-    out_hw = ((hp - k[0]) // s[0] + 1, (wp - k[1]) // s[1] + 1)
+    out_hw = (_output_length(h, k[0], s[0], 1, p[0], p[0]),
+              _output_length(w, k[1], s[1], 1, p[1], p[1]))
     return _Geometry(k, s, p, out_hw)
 
 
@@ -497,8 +499,8 @@ def avgpool2d_backward(dout, cache):
     kh, kw = cache.kernel_size
     sh, sw = cache.stride
     ph, pw = cache.padding
-    h_out = (h + 2 * ph - kh) // sh + 1
-    w_out = (w + 2 * pw - kw) // sw + 1
+    h_out = _output_length(h, kh, sh, 1, ph, ph)
+    w_out = _output_length(w, kw, sw, 1, pw, pw)
     g = _Geometry(cache.kernel_size, cache.stride, cache.padding, (h_out, w_out))
     check_dout(dout, (n, c, h_out, w_out), cache.dtype,
                context=f" (x had shape {cache.x_shape})")

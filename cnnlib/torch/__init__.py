@@ -15,15 +15,15 @@ from typing import Any
 
 from . import models
 from .device import get_device
+from .models import load_pretrained
 from .summary import count_parameters, receptive_field, summarize
-from .weights import load_pretrained
 
 __all__ = ["count_parameters", "get_device", "load_pretrained", "models", "receptive_field",
            "summarize"]
 
 # Heavier submodules (training loops, distributed set-up) load on first attribute
 # access, so that ``import cnnlib.torch`` stays quick.
-_LAZY_SUBMODULES = {"train", "transfer", "augment", "pretrain", "demo"}
+_LAZY_SUBMODULES = {"train", "cli", "transfer", "augment", "pretrain"}
 _LAZY_NAMES = {"fit": "train", "evaluate": "train", "ensure_pretrained": "pretrain"}
 
 

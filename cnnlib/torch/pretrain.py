@@ -10,7 +10,8 @@ the cache directory (``$CNNLIB_CACHE``, default ``~/.cache/cnnlib``), next to a 
 file with the recipe and the figures. It takes a few minutes on two CPU cores and is
 deterministic for a given PyTorch version and thread count.
 
-The weights are never committed: the book's set-up calls :func:`ensure_pretrained`,
+The weights are never committed: the book build calls :func:`ensure_pretrained` when a
+chapter loads them (tools/build_book.py),
 which trains them once when they are missing. Afterwards
 ``small_resnet(weights="DEFAULT")`` or ``load_pretrained("small_resnet")`` loads them.
 
@@ -33,7 +34,7 @@ import torch
 from ..data import load_digits
 from . import augment
 from .models import small_resnet
-from .train import _save_atomic, evaluate, fit
+from .train import evaluate, fit, save_atomic
 from .weights import cache_dir, weight_filename
 
 __all__ = ["RECIPE", "ensure_pretrained", "main", "pretrain"]
@@ -89,7 +90,7 @@ def pretrain(path: str | os.PathLike[str] | None = None, *, epochs: int | None =
     result = evaluate(model, (data.x_test, data.y_test), device=device)
     seconds = time.perf_counter() - start
     model.cpu()
-    _save_atomic(model.state_dict(), path)
+    save_atomic(model.state_dict(), path)
     report = dict(recipe, test_accuracy=result.accuracy, test_loss=result.loss,
                   test_images=result.n, seconds=round(seconds, 1),
                   threads=torch.get_num_threads(), torch=torch.__version__, path=str(path))

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..numpy.conv import padding_amounts
+
 __all__ = ["LayerInfo", "ModelSummary", "ReceptiveField", "RFInfo", "count_parameters",
            "receptive_field", "summarize"]
 
@@ -387,9 +389,8 @@ def _geometry(layer: Any, index: int) -> tuple | str | None:
         if layer.padding == "valid":
             p = (0,) * ndim
         elif layer.padding == "same":
-            # PyTorch puts the odd pixel of an even kernel's padding at the end, so the
-            # start side gets the smaller half.
-            p = tuple(di * (ki - 1) // 2 for ki, di in zip(k, d))
+            # The start side's share (the odd pixel of an even kernel goes at the end).
+            p = tuple(padding_amounts("same", ki, dilation=di)[0] for ki, di in zip(k, d))
         else:
             p = _tuple(layer.padding, ndim, "padding")
         return str(index), kind.__name__, k, s, p, d

@@ -12,8 +12,9 @@ gives the loss, the accuracy and the confusion matrix. The same call runs
   print and save. ``batch_size`` is the global batch, so the N processes take the same
   optimisation steps as one process would.
 
-The command line trains a model of the zoo on one of the offline datasets and prints
-its final metrics as one JSON line::
+:func:`fit` runs three named steps: ``_resume`` (from a checkpoint), ``_train_one_epoch``
+and ``_save_checkpoint``. The command line (:mod:`cnnlib.torch.cli`) trains a model of
+the zoo on one of the offline datasets and prints its final metrics as one JSON line::
 
     python -m cnnlib.torch.train --model lenet5 --dataset digits --epochs 2
     torchrun --nproc_per_node=2 -m cnnlib.torch.train --model small_resnet --epochs 3
@@ -24,8 +25,6 @@ runs it under ``torchrun``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import time
@@ -43,7 +42,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset, Te
 from . import _dist
 from .device import get_device
 
-__all__ = ["EarlyStopping", "Evaluation", "History", "evaluate", "fit", "main"]
+__all__ = ["EarlyStopping", "Evaluation", "History", "evaluate", "fit", "main", "save_atomic"]
 
 _CHECKPOINT_FORMAT = "cnnlib.fit/1"
 
@@ -422,11 +421,14 @@ def _set_train_mode(model: nn.Module) -> None:
                 m.eval()
 
 
-def _save_atomic(obj: Any, path: Path) -> None:
+def save_atomic(obj: Any, path: str | os.PathLike[str]) -> None:
+    """``torch.save(obj, path)`` so that a crash mid-save never leaves a truncated file:
+    written next to ``path``, then renamed over it."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
-    os.replace(tmp, path)  # a crash mid-save never leaves a truncated checkpoint
+    os.replace(tmp, path)
 
 
 def _progress_bar(total: int, desc: str, enabled: bool):
@@ -558,166 +560,46 @@ def fit(model: nn.Module, train_data: Any, val_data: Any = None, *, epochs: int,
     amp, channels_last = _resolve_flags(device, amp, channels_last)
     info = _dist.init_from_env(device)
     per_rank_batch = _check_batch_size(batch_size, info.world_size)
-    loss_fn = loss_fn or F.cross_entropy
 
     model.to(device)  # in place: parameters keep their identity, so optimizers stay valid
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    dtype = _dtype_of(model)
     opt = _make_optimizer(optimizer, model, lr, weight_decay)
-
-    if seed is None:
-        # The sampler needs one seed shared by every process.
-        seed_for_order = _dist.broadcast_int(int(torch.randint(0, 2**31 - 1, ()).item()))
-    else:
-        seed_for_order = seed
+    # The sampler needs one seed shared by every process.
+    order_seed = seed if seed is not None else _dist.broadcast_int(
+        int(torch.randint(0, 2**31 - 1, ()).item()))
     sampler = DistributedSampler(train_set, num_replicas=info.world_size, rank=info.rank,
-                                 shuffle=True, seed=seed_for_order, drop_last=False)
+                                 shuffle=True, seed=order_seed, drop_last=False)
     train_loader = DataLoader(train_set, batch_size=per_rank_batch, sampler=sampler,
                               **train_keep)
     if len(train_loader) == 0:
         raise ValueError("train_data is empty")
-    val_loader = None if val_set is None else _eval_loader(val_set, eval_batch_size, val_keep)
     sched, sched_when = _make_scheduler(scheduler, opt, epochs, len(train_loader))
-
-    history = History()
-    start_epoch = 0
+    run = _Run(model=model, opt=opt, sched=sched, sched_when=sched_when, sampler=sampler,
+               train_loader=train_loader, device=device, dtype=_dtype_of(model), amp=amp,
+               channels_last=channels_last, loss_fn=loss_fn or F.cross_entropy,
+               transform=transform, grad_clip=grad_clip, info=info, epochs=epochs,
+               seed=seed, order_seed=order_seed, early_stopping=early_stopping,
+               progress=progress and info.is_main,
+               val_loader=None if val_set is None else _eval_loader(val_set, eval_batch_size,
+                                                                    val_keep))
     ckpt_path = None if checkpoint is None else Path(checkpoint)
-    best_state: dict[str, torch.Tensor] | None = None
     if ckpt_path is not None and resume and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if state.get("format") != _CHECKPOINT_FORMAT:
-            raise ValueError(f"{ckpt_path} is not a checkpoint written by fit; pass "
-                             f"resume=False to overwrite it")
-        if seed is not None and state["seed"] is not None and state["seed"] != seed:
-            raise ValueError(f"{ckpt_path} was written with seed={state['seed']}, this call "
-                             f"has seed={seed}; pass the same seed or resume=False")
-        if isinstance(scheduler, str) or (callable(scheduler) and not isinstance(
-                scheduler, torch.optim.lr_scheduler.LRScheduler)):
-            if state["planned_epochs"] != epochs:
-                raise ValueError(
-                    f"{ckpt_path} comes from a run of epochs={state['planned_epochs']} whose "
-                    f"learning-rate schedule ({scheduler!r}) spans all of its epochs; resume "
-                    f"it with epochs={state['planned_epochs']}, or pass resume=False")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if sched is not None and state["scheduler"] is not None:
-            sched.load_state_dict(state["scheduler"])
-        history = History(**state["history"])
-        start_epoch = state["epoch"]
-        seed_for_order = state["order_seed"]
-        sampler.seed = seed_for_order
-        if early_stopping is not None and state["early_stopping"] is not None:
-            for key, value in state["early_stopping"].items():
-                setattr(early_stopping, key, value)
-        best_state = state.get("best_state")
-        if seed is None:
-            torch.set_rng_state(state["rng"])
-        if info.is_main and progress:
-            print(f"resuming from {ckpt_path} after epoch {start_epoch}", flush=True)
+        _resume(run, ckpt_path, scheduler)
 
     restore_bn = None
     if info.active and device.type == "cuda" and any(
             isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         restore_bn = _dist.swap_sync_batchnorm(model)
-
-    ddp_model: nn.Module = model
-    wrapped_for: tuple[bool, ...] | None = None
     try:
-        for epoch in range(start_epoch, epochs):
-            if history.stopped_early:
+        for epoch in range(run.start_epoch, epochs):
+            if run.history.stopped_early:
                 break
-            start = time.perf_counter()
-            if seed is not None:
-                torch.manual_seed(_epoch_seed(seed, epoch, info.rank))
             if on_epoch_start is not None:
                 on_epoch_start(epoch, model)
-            trainable = tuple(p.requires_grad for p in model.parameters())
-            if not any(trainable):
-                raise ValueError(f"epoch {epoch}: every parameter of the model is frozen")
-            if info.active and trainable != wrapped_for:
-                # DDP records which parameters train when it is built; a changed set
-                # (gradual unfreezing) needs a new wrapper.
-                ddp_model = nn.parallel.DistributedDataParallel(
-                    model, device_ids=[device.index] if device.type == "cuda" else None)
-                wrapped_for = trainable
-            _set_train_mode(ddp_model)
-            sampler.set_epoch(epoch)
-
-            sums = torch.zeros(3, dtype=torch.float64)  # loss * n, correct, n
-            bar = _progress_bar(len(train_loader), f"epoch {epoch + 1}/{epochs}",
-                                progress and info.is_main)
-            for x, y in train_loader:
-                x = _to_device(x, device, dtype, channels_last)
-                y = y.to(device, non_blocking=True)
-                if transform is not None:
-                    x = transform(x)
-                opt.zero_grad(set_to_none=True)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    output = ddp_model(x)
-                logits, loss = _logits_and_loss(output, y, loss_fn)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"epoch {epoch + 1}: the loss is {loss.item()}; "
-                                             f"lower the learning rate or clip gradients")
-                loss.backward()
-                if grad_clip is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-                opt.step()
-                if sched_when == "batch":
-                    sched.step()
-                with torch.no_grad():
-                    sums += torch.stack([loss.detach().double().cpu() * len(y),
-                                         (logits.argmax(1) == y).sum().double().cpu(),
-                                         torch.tensor(float(len(y)), dtype=torch.float64)])
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{sums[0].item() / sums[2].item():.4f}",
-                                    refresh=False)
-
-            sums = _dist.all_reduce_sum(sums)
-            history.epoch.append(epoch + 1)
-            history.train_loss.append(float(sums[0] / sums[2]))
-            history.train_accuracy.append(float(sums[1] / sums[2]))
-            history.lr.append(float(opt.param_groups[-1]["lr"]))
-            if val_loader is not None:
-                result = _evaluate_loader(model, val_loader, device=device, amp=amp,
-                                          channels_last=channels_last, loss_fn=loss_fn,
-                                          num_classes=None)
-                history.val_loss.append(result.loss)
-                history.val_accuracy.append(result.accuracy)
-            if sched_when == "plateau":
-                sched.step(history.val_loss[-1] if history.val_loss else history.train_loss[-1])
-            elif sched_when == "epoch" and sched is not None:
-                sched.step()
-            history.seconds.append(time.perf_counter() - start)
-
-            if early_stopping is not None:
-                improved, stop = early_stopping.update(history[early_stopping.monitor][-1],
-                                                       epoch + 1)
-                history.best_epoch = early_stopping.best_epoch
-                if improved and early_stopping.restore_best:
-                    best_state = {k: v.detach().to("cpu", copy=True)
-                                  for k, v in model.state_dict().items()}
-                history.stopped_early = stop
-
-            if bar is not None:
-                post = {"loss": f"{history.train_loss[-1]:.4f}",
-                        "acc": f"{history.train_accuracy[-1]:.4f}"}
-                if history.val_loss:
-                    post |= {"val_loss": f"{history.val_loss[-1]:.4f}",
-                             "val_acc": f"{history.val_accuracy[-1]:.4f}"}
-                bar.set_postfix(post, refresh=True)
-                bar.close()
+            _train_one_epoch(run, epoch)
             if ckpt_path is not None and info.is_main:
-                _save_atomic({
-                    "format": _CHECKPOINT_FORMAT, "epoch": epoch + 1, "planned_epochs": epochs,
-                    "model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "scheduler": None if sched is None else sched.state_dict(),
-                    "history": history.as_dict(), "seed": seed, "order_seed": seed_for_order,
-                    "early_stopping": None if early_stopping is None
-                    else early_stopping.state(),
-                    "best_state": best_state, "rng": torch.get_rng_state(),
-                }, ckpt_path)
+                _save_checkpoint(ckpt_path, run)
             if info.active:
                 torch.distributed.barrier()  # nobody reads a checkpoint rank 0 is writing
     finally:
@@ -726,120 +608,184 @@ def fit(model: nn.Module, train_data: Any, val_data: Any = None, *, epochs: int,
         if channels_last:
             model.to(memory_format=torch.contiguous_format)
 
+    history = run.history
     if history.stopped_early and early_stopping is not None and early_stopping.restore_best \
-            and best_state is not None:
-        model.load_state_dict(best_state)
-        if info.is_main and progress:
+            and run.best_state is not None:
+        model.load_state_dict(run.best_state)
+        if run.progress:
             print(f"stopped early; restored the weights of epoch {early_stopping.best_epoch}",
                   flush=True)
     return history
 
 
-# ---------------------------------------------------------------------------
-# command line
-# ---------------------------------------------------------------------------
+@dataclass
+class _Run:
+    """What one call of :func:`fit` sets up, and the state its epochs carry forward."""
 
-DATASETS = ("digits", "textures", "shapes", "faces", "mnist", "cifar10")
-
-
-def load_dataset(name: str, *, size: int | None = None, seed: int = 0):
-    """Train and test data of a dataset by name, as ``cnnlib.data.DataSplit``.
-
-    ``digits``, ``textures``, ``shapes`` and ``faces`` are built offline; ``mnist`` and
-    ``cifar10`` read a local copy (``$CNNLIB_DATA``). MNIST is padded to 32x32 for
-    LeNet-5.
-    """
-    from .. import data
-
-    if name == "digits":
-        return data.load_digits(size or 32, seed=seed)
-    if name == "textures":
-        return data.load_textures(size or 32, seed=seed)
-    if name == "faces":
-        return data.load_faces(seed=seed)
-    if name == "shapes":
-        x, y = data.make_shapes(1200, size or 32, seed=seed)
-        return data.DataSplit(x[:1000], y[:1000], x[1000:], y[1000:], data.SHAPE_CLASSES)
-    if name == "mnist":
-        split = data.read_mnist()
-        pad = ((0, 0), (0, 0), (2, 2), (2, 2))  # 28x28 -> 32x32
-        return split._replace(x_train=np.pad(split.x_train, pad), x_test=np.pad(split.x_test,
-                                                                                 pad))
-    if name == "cifar10":
-        return data.read_cifar10()
-    raise ValueError(f"dataset must be one of {DATASETS}, got {name!r}")
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: Any
+    sched_when: str | None
+    sampler: DistributedSampler
+    train_loader: DataLoader
+    val_loader: DataLoader | None
+    device: torch.device
+    dtype: torch.dtype
+    amp: bool
+    channels_last: bool
+    loss_fn: Callable
+    transform: Callable | None
+    grad_clip: float | None
+    info: Any
+    epochs: int
+    seed: int | None
+    order_seed: int
+    early_stopping: EarlyStopping | None
+    progress: bool
+    history: History = field(default_factory=History)
+    start_epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    ddp_model: nn.Module | None = None
+    wrapped_for: tuple[bool, ...] | None = None
 
 
-def _parser() -> argparse.ArgumentParser:
-    from . import models
+def _resume(run: _Run, path: Path, scheduler: Any) -> None:
+    """Continue ``run`` from the checkpoint at ``path`` (see :func:`_save_checkpoint`)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("format") != _CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a checkpoint written by fit; pass "
+                         f"resume=False to overwrite it")
+    if run.seed is not None and state["seed"] is not None and state["seed"] != run.seed:
+        raise ValueError(f"{path} was written with seed={state['seed']}, this call "
+                         f"has seed={run.seed}; pass the same seed or resume=False")
+    if isinstance(scheduler, str) or (callable(scheduler) and not isinstance(
+            scheduler, torch.optim.lr_scheduler.LRScheduler)):
+        if state["planned_epochs"] != run.epochs:
+            raise ValueError(
+                f"{path} comes from a run of epochs={state['planned_epochs']} whose "
+                f"learning-rate schedule ({scheduler!r}) spans all of its epochs; resume "
+                f"it with epochs={state['planned_epochs']}, or pass resume=False")
+    run.model.load_state_dict(state["model"])
+    run.opt.load_state_dict(state["optimizer"])
+    if run.sched is not None and state["scheduler"] is not None:
+        run.sched.load_state_dict(state["scheduler"])
+    run.history = History(**state["history"])
+    run.start_epoch = state["epoch"]
+    run.order_seed = run.sampler.seed = state["order_seed"]
+    if run.early_stopping is not None and state["early_stopping"] is not None:
+        for key, value in state["early_stopping"].items():
+            setattr(run.early_stopping, key, value)
+    run.best_state = state.get("best_state")
+    if run.seed is None:
+        torch.set_rng_state(state["rng"])
+    if run.progress:
+        print(f"resuming from {path} after epoch {run.start_epoch}", flush=True)
 
-    p = argparse.ArgumentParser(
-        prog="python -m cnnlib.torch.train",
-        description="Train a model of cnnlib.torch.models on an offline dataset, evaluate "
-                    "it, and print the final metrics as one JSON line. Runs unchanged "
-                    "under torchrun --nproc_per_node=N.")
-    p.add_argument("--model", default="lenet5", choices=models.list_models())
-    p.add_argument("--dataset", default="digits", choices=DATASETS)
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=64, help="global batch size")
-    p.add_argument("--optimizer", default="adamw", choices=["adamw", "adam", "sgd"])
-    p.add_argument("--lr", type=float, default=None,
-                   help="learning rate (default 3e-3 for adam/adamw, 0.05 for sgd)")
-    p.add_argument("--weight-decay", type=float, default=None)
-    p.add_argument("--scheduler", default="onecycle", choices=["none", "onecycle", "cosine"])
-    p.add_argument("--size", type=int, default=None, help="image side (default 32)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best)")
-    p.add_argument("--amp", choices=["auto", "on", "off"], default="auto")
-    p.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto")
-    p.add_argument("--grad-clip", type=float, default=None)
-    p.add_argument("--checkpoint", default=None, help="save (and resume from) this file")
-    p.add_argument("--save", default=None, help="save the final state dict here")
-    p.add_argument("--no-progress", action="store_true")
-    return p
+
+def _train_one_epoch(run: _Run, epoch: int) -> None:
+    """One pass over the training data, then validation, schedules and early stopping;
+    appends the epoch's figures to ``run.history``."""
+    start = time.perf_counter()
+    model, opt, info = run.model, run.opt, run.info
+    if run.seed is not None:
+        torch.manual_seed(_epoch_seed(run.seed, epoch, info.rank))
+    trainable = tuple(p.requires_grad for p in model.parameters())
+    if not any(trainable):
+        raise ValueError(f"epoch {epoch}: every parameter of the model is frozen")
+    if run.ddp_model is None or (info.active and trainable != run.wrapped_for):
+        # DDP records which parameters train when it is built; a changed set (gradual
+        # unfreezing) needs a new wrapper.
+        run.ddp_model = model if not info.active else nn.parallel.DistributedDataParallel(
+            model, device_ids=[run.device.index] if run.device.type == "cuda" else None)
+        run.wrapped_for = trainable
+    _set_train_mode(run.ddp_model)
+    run.sampler.set_epoch(epoch)
+
+    sums = torch.zeros(3, dtype=torch.float64)  # loss * n, correct, n
+    bar = _progress_bar(len(run.train_loader), f"epoch {epoch + 1}/{run.epochs}",
+                        run.progress)
+    for x, y in run.train_loader:
+        x = _to_device(x, run.device, run.dtype, run.channels_last)
+        y = y.to(run.device, non_blocking=True)
+        if run.transform is not None:
+            x = run.transform(x)
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.amp):
+            output = run.ddp_model(x)
+        logits, loss = _logits_and_loss(output, y, run.loss_fn)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"epoch {epoch + 1}: the loss is {loss.item()}; "
+                                     f"lower the learning rate or clip gradients")
+        loss.backward()
+        if run.grad_clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), run.grad_clip)
+        opt.step()
+        if run.sched_when == "batch":
+            run.sched.step()
+        with torch.no_grad():
+            sums += torch.stack([loss.detach().double().cpu() * len(y),
+                                 (logits.argmax(1) == y).sum().double().cpu(),
+                                 torch.tensor(float(len(y)), dtype=torch.float64)])
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{sums[0].item() / sums[2].item():.4f}", refresh=False)
+
+    history = run.history
+    sums = _dist.all_reduce_sum(sums)
+    history.epoch.append(epoch + 1)
+    history.train_loss.append(float(sums[0] / sums[2]))
+    history.train_accuracy.append(float(sums[1] / sums[2]))
+    history.lr.append(float(opt.param_groups[-1]["lr"]))
+    if run.val_loader is not None:
+        result = _evaluate_loader(model, run.val_loader, device=run.device, amp=run.amp,
+                                  channels_last=run.channels_last, loss_fn=run.loss_fn,
+                                  num_classes=None)
+        history.val_loss.append(result.loss)
+        history.val_accuracy.append(result.accuracy)
+    if run.sched_when == "plateau":
+        run.sched.step(history.val_loss[-1] if history.val_loss else history.train_loss[-1])
+    elif run.sched_when == "epoch" and run.sched is not None:
+        run.sched.step()
+    history.seconds.append(time.perf_counter() - start)
+
+    stopper = run.early_stopping
+    if stopper is not None:
+        improved, stop = stopper.update(history[stopper.monitor][-1], epoch + 1)
+        history.best_epoch = stopper.best_epoch
+        if improved and stopper.restore_best:
+            run.best_state = {k: v.detach().to("cpu", copy=True)
+                              for k, v in model.state_dict().items()}
+        history.stopped_early = stop
+
+    if bar is not None:
+        post = {"loss": f"{history.train_loss[-1]:.4f}",
+                "acc": f"{history.train_accuracy[-1]:.4f}"}
+        if history.val_loss:
+            post |= {"val_loss": f"{history.val_loss[-1]:.4f}",
+                     "val_acc": f"{history.val_accuracy[-1]:.4f}"}
+        bar.set_postfix(post, refresh=True)
+        bar.close()
+
+
+def _save_checkpoint(path: Path, run: _Run) -> None:
+    """Write what :func:`fit` needs to resume ``run`` after its last epoch (fit's format)."""
+    save_atomic({
+        "format": _CHECKPOINT_FORMAT, "epoch": run.history.epoch[-1],
+        "planned_epochs": run.epochs, "model": run.model.state_dict(),
+        "optimizer": run.opt.state_dict(),
+        "scheduler": None if run.sched is None else run.sched.state_dict(),
+        "history": run.history.as_dict(), "seed": run.seed, "order_seed": run.order_seed,
+        "early_stopping": None if run.early_stopping is None else run.early_stopping.state(),
+        "best_state": run.best_state, "rng": torch.get_rng_state(),
+    }, Path(path))
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """The command line; returns the metrics it prints."""
-    from . import models
+    """The command line, kept here so ``python -m cnnlib.torch.train`` works; see
+    :mod:`cnnlib.torch.cli`."""
+    from .cli import main as cli_main
 
-    args = _parser().parse_args(argv)
-    flag = {"auto": "auto", "on": True, "off": False}
-    split = load_dataset(args.dataset, size=args.size, seed=args.seed)
-    num_classes = len(split.class_names)
-    torch.manual_seed(args.seed)  # the initial weights
-    model = models.get_model(args.model, num_classes=num_classes,
-                             in_channels=int(split.x_train.shape[1]))
-    lr = args.lr if args.lr is not None else (0.05 if args.optimizer == "sgd" else 3e-3)
-    train_set = (split.x_train, split.y_train)
-    test_set = (split.x_test, split.y_test)
-    start = time.perf_counter()
-    history = fit(model, train_set, test_set, epochs=args.epochs, batch_size=args.batch_size,
-                  optimizer=args.optimizer, lr=lr, weight_decay=args.weight_decay,
-                  scheduler=None if args.scheduler == "none" else args.scheduler,
-                  device=args.device, amp=flag[args.amp],
-                  channels_last=flag[args.channels_last], grad_clip=args.grad_clip,
-                  checkpoint=args.checkpoint, progress=not args.no_progress, seed=args.seed)
-    seconds = time.perf_counter() - start
-    result = evaluate(model, test_set, device=args.device, amp=flag[args.amp],
-                      channels_last=flag[args.channels_last])
-    info = _dist.info()
-    metrics = {
-        "model": args.model, "dataset": args.dataset, "epochs": args.epochs,
-        "batch_size": args.batch_size, "world_size": info.world_size,
-        "device": str(next(model.parameters()).device),
-        "train_loss": round(history.train_loss[-1], 5) if history.train_loss else None,
-        "train_accuracy": round(history.train_accuracy[-1], 5) if history.train_accuracy
-        else None,
-        "val_loss": round(result.loss, 5), "val_accuracy": round(result.accuracy, 5),
-        "n_val": result.n, "parameters": sum(p.numel() for p in model.parameters()),
-        "seconds": round(seconds, 1),
-    }
-    if info.is_main:
-        if args.save:
-            _save_atomic(model.state_dict(), Path(args.save))
-        print(json.dumps(metrics), flush=True)
-    return metrics
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

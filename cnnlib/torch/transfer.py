@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from .device import get_device
-from .weights import load_pretrained  # step 1 of the recipe, importable from here as well
+from .models import load_pretrained  # step 1 of the recipe, importable from here as well
 
 __all__ = ["GradualUnfreezing", "extract_features", "freeze", "layer_groups",
            "load_pretrained", "param_groups", "replace_head", "trainable_parameters",

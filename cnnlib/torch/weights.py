@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["PUBLISHED_URLS", "cache_dir", "load_pretrained", "weight_filename"]
+__all__ = ["PUBLISHED_URLS", "cache_dir", "load_weights", "weight_filename"]
 
 _BASE = "https://download.pytorch.org/models/"
 
@@ -189,62 +189,18 @@ def _load_into(model: nn.Module, state: dict[str, torch.Tensor], origin: str) ->
     model.load_state_dict(state, strict=True)
 
 
-def load_pretrained(model_name: str, source: str | os.PathLike[str] | None = None, *,
-                    model: nn.Module | None = None, progress: bool = True) -> nn.Module:
-    """Load pretrained weights into a model of :mod:`cnnlib.torch.models`.
+def load_weights(model: nn.Module, model_name: str,
+                 source: str | os.PathLike[str] | None = None, *,
+                 progress: bool = True) -> nn.Module:
+    """Load the weights of ``model_name`` from ``source`` into ``model`` (strict).
 
-    Parameters
-    ----------
-    model_name : str
-        The builder's name: ``"resnet18"``, ``"vgg16_bn"``, ``"small_resnet"``, ...
-    source : str or path, optional
-        Where the weights come from:
-
-        - ``None``: the cache, offline: ``$CNNLIB_CACHE`` (default ``~/.cache/cnnlib``)
-          and then torch's hub cache (``~/.cache/torch/hub/checkpoints``), under the
-          name :func:`weight_filename` gives (the published file name, or
-          ``<model_name>.pth``);
-        - a directory: looked up there under the same names;
-        - a file: a state dict saved with ``torch.save(model.state_dict(), path)``, or a
-          training checkpoint with a ``"state_dict"`` or ``"model"`` entry;
-        - ``"download"`` (or the published URL itself): fetch the published file into
-          the cache with ``torch.hub.load_state_dict_from_url``, which checks its
-          SHA-256 against the digits in its name; a file already cached is reused.
-    model : nn.Module, optional
-        Load into this model; by default a new one is built with the builder's
-        defaults (GoogLeNet with ``transform_input=True``, as its weights expect).
-    progress : bool
-        Show a progress bar while downloading.
-
-    Returns
-    -------
-    nn.Module
-        The model, with every parameter and buffer loaded (``strict=True``).
-
-    Raises
-    ------
-    FileNotFoundError
-        The weights are neither at ``source`` nor cached; the message says which file
-        to put where, or how to allow the download.
-    RuntimeError
-        The file does not fit the model (names the differing keys and shapes), or a
-        published file's SHA-256 does not match its name.
-
-    Notes
-    -----
-    Chapter 12 (transfer learning) starts from these weights.
+    The part of :func:`cnnlib.torch.load_pretrained` that finds, checks and reads the
+    file; the builders call it for their ``weights`` argument. ``source`` is as there.
     """
-    from . import models  # the builders; imported here to avoid an import cycle
-
-    if not isinstance(model_name, str) or model_name not in models.list_models():
-        raise ValueError(f"model_name must be one of {models.list_models()}, "
-                         f"got {model_name!r}")
-    if model is not None and not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module or None, got {type(model).__name__}")
-    if model is None:
-        kwargs = {"transform_input": True} if model_name == "googlenet" else {}
-        model = models.get_model(model_name, **kwargs)
-
+    if not isinstance(model_name, str):
+        raise TypeError(f"model_name must be a str, got {type(model_name).__name__}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     url = PUBLISHED_URLS.get(model_name)
     if isinstance(source, str) and (source == "download" or source.startswith(("http://",
                                                                               "https://"))):

@@ -395,16 +395,24 @@ def test_sequential_backward_without_dx_skips_only_the_first_layer(monkeypatch):
     assert cn.Sequential().backward(dout, need_dx=False) is None
 
 
-def test_sequential_backward_without_dx_accepts_a_first_layer_of_the_users_own():
-    """A first layer whose own backward takes no need_dx still gets its backward call."""
+def test_sequential_backward_without_dx_passes_it_to_a_first_layer_of_the_users_own():
+    """A layer of the user's own built on Module (``_forward``/``_backward``) takes
+    need_dx through the interface: with False it keeps its gradients and returns None."""
 
-    class OldStyleLinear(cn.Linear):
-        def backward(self, dout):  # an override written before need_dx existed
+    class Scale(cn.Module):
+        def __init__(self):
+            super().__init__()
+            self.params = {"weight": np.array([2.0])}
+
+        def _forward(self, x, training):
+            return x * self.params["weight"], x
+
+        def _backward(self, dout, x):
             self.calls = getattr(self, "calls", 0) + 1
-            return super().backward(dout)
+            return dout * self.params["weight"], {"weight": np.array([np.sum(dout * x)])}
 
-    first = OldStyleLinear(3, 4, rng=0, dtype=np.float64)
-    net = cn.Sequential(first, cn.Tanh(), cn.Linear(4, 2, rng=1, dtype=np.float64))
+    first = Scale()
+    net = cn.Sequential(first, cn.Tanh(), cn.Linear(3, 2, rng=1, dtype=np.float64))
     x = np.random.default_rng(4).standard_normal((5, 3))
     dout = np.ones_like(net(x, training=True))
     dx = net.backward(dout)

@@ -1,4 +1,5 @@
-"""``python -m cnnlib.torch.train``: in process, as a subprocess, and under torchrun."""
+"""The training command (cnnlib/torch/cli.py, run as ``python -m cnnlib.torch.train``): in
+process, as a subprocess, and under torchrun."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from pathlib import Path
 import pytest
 
 from cnnlib.torch import load_pretrained
-from cnnlib.torch.train import main
+from cnnlib.torch.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 ARGS = ["--model", "lenet5", "--dataset", "digits", "--epochs", "2"]
+# One epoch is enough to compare one process with two: the same steps either way.
+ONE_EPOCH = ["--model", "lenet5", "--dataset", "digits", "--epochs", "1"]
 
 
 def json_lines(text: str) -> list[dict]:
@@ -31,7 +34,7 @@ def test_main_trains_evaluates_and_prints_one_json_line(capsys, tmp_path):
     assert lines[0]["model"] == "lenet5" and lines[0]["dataset"] == "digits"
     assert lines[0]["epochs"] == 2 and lines[0]["world_size"] == 1
     assert lines[0]["n_val"] == 359 and lines[0]["parameters"] == 61706
-    assert lines[0]["val_accuracy"] > 0.8
+    assert lines[0]["val_accuracy"] >= 0.95  # the defaults give a good first result
     # The saved weights are the evaluated model's: they reproduce its accuracy.
     from cnnlib.data import load_digits
     from cnnlib.torch.train import evaluate
@@ -63,10 +66,10 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_python_dash_m_and_torchrun_agree():
-    single = subprocess.run([sys.executable, "-m", "cnnlib.torch.train", *ARGS],
+    single = subprocess.run([sys.executable, "-m", "cnnlib.torch.train", *ONE_EPOCH],
                             capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
     assert single.returncode == 0, single.stderr
-    assert "epoch 2/2" in single.stdout  # progress bars on stdout
+    assert "epoch 1/1" in single.stdout  # progress bars on stdout
     [one] = json_lines(single.stdout)
 
     torchrun = Path(sys.executable).with_name("torchrun")
@@ -74,12 +77,12 @@ def test_python_dash_m_and_torchrun_agree():
         pytest.skip("torchrun is not installed next to this Python")
     ddp = subprocess.run(
         [str(torchrun), "--nnodes=1", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-         f"--master_port={_free_port()}", "-m", "cnnlib.torch.train", *ARGS],
+         f"--master_port={_free_port()}", "-m", "cnnlib.torch.train", *ONE_EPOCH],
         capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
     assert ddp.returncode == 0, ddp.stderr
     [two] = json_lines(ddp.stdout)  # only rank 0 printed
     # Rank 0 alone draws the progress bars: each bar starts once.
-    start_of_bar = "epoch 1/2:   0%"
+    start_of_bar = "epoch 1/1:   0%"
     assert single.stdout.count(start_of_bar) == 1
     assert ddp.stdout.count(start_of_bar) == 1
     assert two["world_size"] == 2 and two["n_val"] == one["n_val"] == 359

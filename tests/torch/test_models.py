@@ -290,9 +290,7 @@ def test_lenet5_options():
 
 
 def test_lenet5_state_dict_loads_into_its_numpy_twin():
-    np_models = pytest.importorskip("cnnlib.numpy.models")
-    if not hasattr(np_models, "lenet5"):
-        pytest.skip("cnnlib.numpy.lenet5 not available")
+    from cnnlib.numpy import models as np_models
     torch.manual_seed(0)
     model = models.lenet5().double().eval()
     twin = np_models.lenet5(dtype=np.float64)

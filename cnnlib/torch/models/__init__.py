@@ -24,10 +24,12 @@ mobilenet_v2        MobileNetV2                                     11
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from torch import nn
 
+from ..weights import load_weights
 from .alexnet import AlexNet, AlexNetPaper, alexnet, alexnet_paper
 from .densenet import DenseNet, densenet121
 from .googlenet import GoogLeNet, GoogLeNetOutputs, googlenet
@@ -68,8 +70,9 @@ __all__ = [
     "GoogLeNetOutputs", "LeNet5", "MobileNetV2", "PlainBlock", "ResNet", "SmallResNet",
     "SmallVGG", "VGG",
     "alexnet", "alexnet_paper", "cfgs", "densenet121", "get_model", "googlenet", "lenet5",
-    "list_models", "make_layers", "make_stage", "mobilenet_v2", "resnet18", "resnet34",
-    "resnet50", "resnet101", "resnet152", "small_resnet", "small_vgg", "vgg11", "vgg11_bn",
+    "list_models", "load_pretrained", "make_layers", "make_stage", "mobilenet_v2", "resnet18",
+    "resnet34", "resnet50", "resnet101", "resnet152", "small_resnet", "small_vgg", "vgg11",
+    "vgg11_bn",
     "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
 ]
 
@@ -93,3 +96,58 @@ def get_model(name: str, **kwargs) -> nn.Module:
     except KeyError:
         raise ValueError(f"unknown model {name!r}; choose one of {list_models()}") from None
     return builder(**kwargs)
+
+
+def load_pretrained(model_name: str, source: str | os.PathLike[str] | None = None, *,
+                    model: nn.Module | None = None, progress: bool = True) -> nn.Module:
+    """Load pretrained weights into a model of :mod:`cnnlib.torch.models`.
+
+    Parameters
+    ----------
+    model_name : str
+        The builder's name: ``"resnet18"``, ``"vgg16_bn"``, ``"small_resnet"``, ...
+    source : str or path, optional
+        Where the weights come from:
+
+        - ``None``: the cache, offline: ``$CNNLIB_CACHE`` (default ``~/.cache/cnnlib``)
+          and then torch's hub cache (``~/.cache/torch/hub/checkpoints``), under the
+          name :func:`weight_filename` gives (the published file name, or
+          ``<model_name>.pth``);
+        - a directory: looked up there under the same names;
+        - a file: a state dict saved with ``torch.save(model.state_dict(), path)``, or a
+          training checkpoint with a ``"state_dict"`` or ``"model"`` entry;
+        - ``"download"`` (or the published URL itself): fetch the published file into
+          the cache with ``torch.hub.load_state_dict_from_url``, which checks its
+          SHA-256 against the digits in its name; a file already cached is reused.
+    model : nn.Module, optional
+        Load into this model; by default a new one is built with the builder's
+        defaults (GoogLeNet with ``transform_input=True``, as its weights expect).
+    progress : bool
+        Show a progress bar while downloading.
+
+    Returns
+    -------
+    nn.Module
+        The model, with every parameter and buffer loaded (``strict=True``).
+
+    Raises
+    ------
+    FileNotFoundError
+        The weights are neither at ``source`` nor cached; the message says which file
+        to put where, or how to allow the download.
+    RuntimeError
+        The file does not fit the model (names the differing keys and shapes), or a
+        published file's SHA-256 does not match its name.
+
+    Notes
+    -----
+    Chapter 12 (transfer learning) starts from these weights.
+    """
+    if not isinstance(model_name, str) or model_name not in list_models():
+        raise ValueError(f"model_name must be one of {list_models()}, got {model_name!r}")
+    if model is not None and not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module or None, got {type(model).__name__}")
+    if model is None:
+        kwargs = {"transform_input": True} if model_name == "googlenet" else {}
+        model = get_model(model_name, **kwargs)
+    return load_weights(model, model_name, source, progress=progress)

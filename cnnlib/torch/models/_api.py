@@ -7,21 +7,14 @@ from typing import TypeVar
 
 from torch import nn
 
+from ..weights import load_weights
+
 __all__: list[str] = []
 
 M = TypeVar("M", bound=nn.Module)
 
 #: What a builder's ``weights`` argument accepts (see :func:`cnnlib.torch.load_pretrained`).
 WeightsArg = str | os.PathLike[str] | None
-
-
-def check_positive_int(value, name: str) -> int:
-    """Reject booleans, floats and non-positive numbers with a message naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
-    return value
 
 
 def is_meta(model: nn.Module) -> bool:
@@ -46,8 +39,5 @@ def finish(model: M, name: str, weights: WeightsArg) -> M:
     if not isinstance(weights, (str, os.PathLike)):
         raise TypeError(f"weights must be None, 'DEFAULT', 'download' or a path, "
                         f"got {type(weights).__name__} ({weights!r})")
-    # Imported here so that building a model never imports torch.hub.
-    from ..weights import load_pretrained
-
     source = None if isinstance(weights, str) and weights.upper() == "DEFAULT" else weights
-    return load_pretrained(name, source, model=model)
+    return load_weights(model, name, source)

@@ -18,7 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._api import WeightsArg, check_positive_int, finish
+from ...checks import as_int
+from ._api import WeightsArg, finish
 
 __all__ = ["AlexNet", "AlexNetPaper", "alexnet", "alexnet_paper"]
 
@@ -128,8 +129,8 @@ def alexnet(*, num_classes: int = 1000, in_channels: int = 3,
     -----
     Chapter 8 (LeNet-5 to AlexNet).
     """
-    check_positive_int(num_classes, "num_classes")
-    check_positive_int(in_channels, "in_channels")
+    as_int(num_classes, "num_classes", minimum=1)
+    as_int(in_channels, "in_channels", minimum=1)
     return finish(AlexNet(num_classes, in_channels), "alexnet", weights)
 
 
@@ -159,9 +160,9 @@ def alexnet_paper(*, num_classes: int = 1000, in_channels: int = 3, groups: int 
     -----
     Chapter 8 (LeNet-5 to AlexNet) derives both parameter counts by hand.
     """
-    check_positive_int(num_classes, "num_classes")
-    check_positive_int(in_channels, "in_channels")
-    check_positive_int(groups, "groups")
+    as_int(num_classes, "num_classes", minimum=1)
+    as_int(in_channels, "in_channels", minimum=1)
+    as_int(groups, "groups", minimum=1)
     if any(c % groups for c in (96, 256, 384)):
         raise ValueError(f"groups must divide 96, 256 and 384 (the channel counts of the "
                          f"grouped layers), got groups={groups}")

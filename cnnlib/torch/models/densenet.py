@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._api import WeightsArg, check_positive_int, finish, is_meta
+from ...checks import as_int
+from ._api import WeightsArg, finish, is_meta
 
 __all__ = ["DenseNet", "densenet121"]
 
@@ -140,7 +141,7 @@ def densenet121(*, num_classes: int = 1000, in_channels: int = 3,
     -----
     Chapter 11 (ResNet and after).
     """
-    check_positive_int(num_classes, "num_classes")
-    check_positive_int(in_channels, "in_channels")
+    as_int(num_classes, "num_classes", minimum=1)
+    as_int(in_channels, "in_channels", minimum=1)
     model = DenseNet(32, (6, 12, 24, 16), 64, num_classes=num_classes, in_channels=in_channels)
     return finish(model, "densenet121", weights)

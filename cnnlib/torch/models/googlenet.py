@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._api import WeightsArg, check_positive_int, finish, is_meta
+from ...checks import as_int
+from ._api import WeightsArg, finish, is_meta
 
 __all__ = ["BasicConv2d", "GoogLeNet", "GoogLeNetOutputs", "Inception", "InceptionAux",
            "googlenet"]
@@ -214,8 +215,8 @@ def googlenet(*, num_classes: int = 1000, in_channels: int = 3, aux_logits: bool
     -----
     Chapter 10 (GoogLeNet and Inception).
     """
-    check_positive_int(num_classes, "num_classes")
-    check_positive_int(in_channels, "in_channels")
+    as_int(num_classes, "num_classes", minimum=1)
+    as_int(in_channels, "in_channels", minimum=1)
     if transform_input is None:
         transform_input = weights is not None
     if transform_input and in_channels != 3:

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from ._api import WeightsArg, check_positive_int, finish
+from ...checks import as_int
+from ._api import WeightsArg, finish
 
 __all__ = ["LeNet5", "lenet5"]
 
@@ -88,9 +89,9 @@ def lenet5(*, num_classes: int = 10, in_channels: int = 1, input_size: int = 32,
     Chapter 8 (LeNet-5 to AlexNet) builds it layer by layer and checks it against
     :func:`cnnlib.numpy.lenet5`.
     """
-    check_positive_int(num_classes, "num_classes")
-    check_positive_int(in_channels, "in_channels")
-    check_positive_int(input_size, "input_size")
+    as_int(num_classes, "num_classes", minimum=1)
+    as_int(in_channels, "in_channels", minimum=1)
+    as_int(input_size, "input_size", minimum=1)
     if input_size < 16:
         raise ValueError(f"input_size must be at least 16 for two 5x5 convolutions and two "
                          f"2x2 pools, got {input_size}")

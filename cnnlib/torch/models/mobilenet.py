@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._api import WeightsArg, check_positive_int, finish, is_meta
+from ...checks import as_int
+from ._api import WeightsArg, finish, is_meta
 
 __all__ = ["ConvBNReLU6", "InvertedResidual", "MobileNetV2", "mobilenet_v2"]
 
@@ -150,8 +151,8 @@ def mobilenet_v2(*, num_classes: int = 1000, in_channels: int = 3, width_mult: f
     -----
     Chapter 11 (ResNet and after).
     """
-    check_positive_int(num_classes, "num_classes")
-    check_positive_int(in_channels, "in_channels")
+    as_int(num_classes, "num_classes", minimum=1)
+    as_int(in_channels, "in_channels", minimum=1)
     if not width_mult > 0:
         raise ValueError(f"width_mult must be positive, got {width_mult}")
     model = MobileNetV2(num_classes, in_channels, float(width_mult))

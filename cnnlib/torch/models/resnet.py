@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._api import WeightsArg, check_positive_int, finish, is_meta
+from ...checks import as_int, check_bool
+from ._api import WeightsArg, finish, is_meta
 
 __all__ = ["BasicBlock", "Bottleneck", "PlainBlock", "ResNet", "SmallResNet", "make_stage",
            "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "small_resnet"]
@@ -224,8 +225,8 @@ ARCHS: dict[str, tuple[Block, list[int]]] = {
 
 
 def _resnet(name: str, num_classes: int, in_channels: int, weights: WeightsArg) -> ResNet:
-    check_positive_int(num_classes, "num_classes")
-    check_positive_int(in_channels, "in_channels")
+    as_int(num_classes, "num_classes", minimum=1)
+    as_int(in_channels, "in_channels", minimum=1)
     block, layers = ARCHS[name]
     return finish(ResNet(block, layers, num_classes, in_channels), name, weights)
 
@@ -360,14 +361,13 @@ def small_resnet(*, depth: int = 8, num_classes: int = 10, in_channels: int = 1,
     -----
     Chapter 11 (ResNet and after) and chapter 12 (transfer learning).
     """
-    check_positive_int(depth, "depth")
+    as_int(depth, "depth", minimum=1)
     if depth < 8 or (depth - 2) % 6:
         raise ValueError(f"depth must be 6n + 2 with n >= 1 (8, 14, 20, ...), got {depth}")
-    check_positive_int(num_classes, "num_classes")
-    check_positive_int(in_channels, "in_channels")
-    check_positive_int(width, "width")
-    if not isinstance(shortcuts, bool):
-        raise TypeError(f"shortcuts must be True or False, got {shortcuts!r}")
+    as_int(num_classes, "num_classes", minimum=1)
+    as_int(in_channels, "in_channels", minimum=1)
+    as_int(width, "width", minimum=1)
+    check_bool(shortcuts, "shortcuts")
     if weights is not None and not shortcuts:
         raise ValueError("the published small_resnet weights are for the residual network; "
                          "weights must be None when shortcuts=False")

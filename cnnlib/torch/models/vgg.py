@@ -12,7 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ._api import WeightsArg, check_positive_int, finish, is_meta
+from ...checks import as_int
+from ._api import WeightsArg, finish, is_meta
 
 __all__ = ["VGG", "cfgs", "make_layers", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16",
            "vgg16_bn", "vgg19", "vgg19_bn", "SmallVGG", "small_vgg"]
@@ -105,8 +106,8 @@ def _init_vgg(model: nn.Module) -> None:
 
 def _vgg(name: str, cfg: str, batch_norm: bool, num_classes: int, in_channels: int,
          weights: WeightsArg) -> VGG:
-    check_positive_int(num_classes, "num_classes")
-    check_positive_int(in_channels, "in_channels")
+    as_int(num_classes, "num_classes", minimum=1)
+    as_int(in_channels, "in_channels", minimum=1)
     features = make_layers(cfgs[cfg], batch_norm=batch_norm, in_channels=in_channels)
     model = VGG(features, num_classes, init_weights=weights is None)
     return finish(model, name, weights)
@@ -238,7 +239,7 @@ def small_vgg(*, num_classes: int = 10, in_channels: int = 1,
     -----
     Chapter 9 (VGG).
     """
-    check_positive_int(num_classes, "num_classes")
-    check_positive_int(in_channels, "in_channels")
+    as_int(num_classes, "num_classes", minimum=1)
+    as_int(in_channels, "in_channels", minimum=1)
     model = SmallVGG(list(cfg), num_classes, in_channels, batch_norm)
     return finish(model, "small_vgg", weights)

@@ -25,8 +25,8 @@ while with five per class a scratch baseline given the same number of steps and 
 own learning rate draws level (``transfer_demo(shots=5)``). Both are worth showing: a
 baseline that is not tuned makes any transfer look good.
 
-Call :func:`transfer_demo` (under half a minute on two idle CPU cores); ``python -m
-cnnlib.torch.demo`` prints the table. Results are deterministic for a given PyTorch
+Call :func:`transfer_demo` (under half a minute on two idle CPU cores); ``python
+examples/transfer_demo.py`` prints the table. Results are deterministic for a given PyTorch
 version and thread count.
 """
 
@@ -41,10 +41,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import load_digits
-from .models import small_resnet
-from .train import evaluate, fit
-from .transfer import extract_features, freeze, param_groups, replace_head
+from cnnlib.data import load_digits
+from cnnlib.torch.models import small_resnet
+from cnnlib.torch.train import evaluate, fit
+from cnnlib.torch.transfer import extract_features, freeze, param_groups, replace_head
 
 __all__ = ["TransferDemo", "main", "source_model", "transfer_demo"]
 
@@ -96,7 +96,7 @@ def source_model(*, size: int = 16, epochs: int = 6, seed: int = 0, augment: boo
                  device: str | torch.device | None = "cpu",
                  progress: bool = False) -> tuple[nn.Module, float]:
     """The small ResNet trained on the digits 0-4, and its test accuracy on them."""
-    from . import augment as aug
+    from cnnlib.torch import augment as aug
 
     xs, ys, xs_test, ys_test, *_ = _split(size)
     torch.manual_seed(seed)
