@@ -10,7 +10,6 @@ files, the feedback, and on snapshots taken before and after the run.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 import a1_students as S
 import adversaries as A
 import pytest
+from course_tools import load_tool
 
 from cnnlib.grading import jail
 
@@ -28,14 +28,6 @@ RUN_OUTPUTS = ("gradebook.db", "autograded", "feedback", "grading_status", "grad
                ".nbgrader.log", "similarity.csv")
 
 
-def load_tool(name):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def snapshot(folder, skip=()):

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import importlib.util
 import json
 import shutil
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+from course_tools import load_tool
 
 from cnnlib.grading.collect import copy_number, notebook_name, parse_time
 from cnnlib.grading.late import LatePenalty
@@ -21,15 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 UTC = dt.timezone.utc
 
 
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
-grade_samples = _load_tool("grade_samples")
+grade_samples = load_tool("grade_samples")
 
 
 # --- pure helpers ----------------------------------------------------------------------------

@@ -10,7 +10,6 @@ student's grades once.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import shutil
@@ -18,6 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from course_tools import load_tool
 
 from cnnlib.grading import workers as W
 
@@ -26,16 +26,7 @@ pytestmark = pytest.mark.slow
 sys.path.insert(0, str(ROOT / "tools"))
 from scratch_postgres import postgres_bin, scratch_postgres  # noqa: E402
 
-
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-grade_samples = _load_tool("grade_samples")
+grade_samples = load_tool("grade_samples")
 ASSIGNMENT = "a1-convolution"
 STUDENTS = ["alice_complete", "bob_partial", "carol_buggy", "x_broken_7"]
 
