@@ -16,8 +16,15 @@ database, for example PostgreSQL when several graders or grading workers share i
 """
 
 import os
+import warnings
 
 c = get_config()  # noqa: F821 - injected by traitlets when nbgrader loads this file
+
+# nbgrader 0.9 adds gradebook rows through SQLAlchemy 1.x's backref cascade; SQLAlchemy 2.x
+# prints "Object of type <Submitted...> not in session" for each, although every grade is
+# stored (tests/grading/test_workers.py compares a PostgreSQL export with SQLite's). Keep the
+# instructor's terminal for the messages that matter.
+warnings.filterwarnings("ignore", message=r"Object of type <\w+> not in session")
 
 # --- where things live -------------------------------------------------------------------
 c.CourseDirectory.course_id = "cnn-course"
