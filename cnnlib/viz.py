@@ -319,13 +319,15 @@ def _matrix_on_ax(ax, a, *, title=None, fmt="{:g}", cmap="Blues", windows=(), vm
     hi = vmax if vmax is not None else (float(finite.max()) if finite.size else 1.0)
     if hi == lo:
         hi = lo + 1.0
-    ax.imshow(shown, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+    image = ax.imshow(shown, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
     if fontsize is None:
         fontsize = max(6, min(12, int(60 / max(h, w, 1)) + 4))
     for i in range(h):
         for j in range(w):
             v = a[i, j]
-            dark = np.isfinite(v) and (v - lo) / (hi - lo) > 0.6
+            # White text on dark cells, whichever end of the colour map is dark.
+            r, g, b_, _ = image.cmap(image.norm(v)) if np.isfinite(v) else (1, 1, 1, 1)
+            dark = 0.299 * r + 0.587 * g + 0.114 * b_ < 0.5
             ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=fontsize,
                     color="white" if dark else "black")
     ax.set_xticks(np.arange(-0.5, w, 1), minor=True)
@@ -349,7 +351,7 @@ def _matrix_on_ax(ax, a, *, title=None, fmt="{:g}", cmap="Blues", windows=(), vm
 
 
 def show_matrix(a, *, title=None, fmt="{:g}", highlight=None, cmap="Blues", ax=None,
-                highlight_color=None) -> Figure:
+                highlight_color=None, symmetric=False) -> Figure:
     """Draw a small 2-D array as a grid with every value written in its cell.
 
     Parameters
@@ -367,6 +369,9 @@ def show_matrix(a, *, title=None, fmt="{:g}", highlight=None, cmap="Blues", ax=N
     highlight_color : str, optional
         One colour for every outlined window (e.g. to mark wrong values); by default
         each window gets its own colour.
+    symmetric : bool
+        Centre the colour scale on zero (from ``-max|a|`` to ``max|a|``), for signed
+        values such as gradients shown with a diverging map like ``"RdBu_r"``.
 
     Returns
     -------
@@ -375,6 +380,11 @@ def show_matrix(a, *, title=None, fmt="{:g}", highlight=None, cmap="Blues", ax=N
     a = np.asarray(a)
     if a.ndim != 2:
         raise ValueError(f"a must be a 2-D array, got shape {_shape(a)}")
+    limits = {}
+    if symmetric:
+        finite = np.abs(a[np.isfinite(a)]) if a.size else np.zeros(0)
+        m = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+        limits = {"vmin": -m, "vmax": m}
     windows = _normalise_windows(highlight)
     if ax is None:
         h, w = a.shape
@@ -383,7 +393,7 @@ def show_matrix(a, *, title=None, fmt="{:g}", highlight=None, cmap="Blues", ax=N
     else:
         fig = ax.figure
     _matrix_on_ax(ax, a, title=title, fmt=fmt, cmap=cmap, windows=windows,
-                  window_colour=highlight_color)
+                  window_colour=highlight_color, **limits)
     return fig
 
 
