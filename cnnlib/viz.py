@@ -351,7 +351,7 @@ def _matrix_on_ax(ax, a, *, title=None, fmt="{:g}", cmap="Blues", windows=(), vm
 
 
 def show_matrix(a, *, title=None, fmt="{:g}", highlight=None, cmap="Blues", ax=None,
-                highlight_color=None, symmetric=False) -> Figure:
+                highlight_color=None, symmetric=False, vmin=None, vmax=None) -> Figure:
     """Draw a small 2-D array as a grid with every value written in its cell.
 
     Parameters
@@ -372,6 +372,9 @@ def show_matrix(a, *, title=None, fmt="{:g}", highlight=None, cmap="Blues", ax=N
     symmetric : bool
         Centre the colour scale on zero (from ``-max|a|`` to ``max|a|``), for signed
         values such as gradients shown with a diverging map like ``"RdBu_r"``.
+    vmin, vmax : float, optional
+        Fixed ends of the colour scale, to give several panels one scale. With
+        ``symmetric=True`` only ``vmax`` is used, as the half-range.
 
     Returns
     -------
@@ -380,11 +383,12 @@ def show_matrix(a, *, title=None, fmt="{:g}", highlight=None, cmap="Blues", ax=N
     a = np.asarray(a)
     if a.ndim != 2:
         raise ValueError(f"a must be a 2-D array, got shape {_shape(a)}")
-    limits = {}
+    limits = {"vmin": vmin, "vmax": vmax}
     if symmetric:
-        finite = np.abs(a[np.isfinite(a)]) if a.size else np.zeros(0)
-        m = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-        limits = {"vmin": -m, "vmax": m}
+        finite = np.abs(a[np.isfinite(a)])
+        m = vmax if vmax is not None else (
+            float(finite.max()) if finite.size and finite.max() > 0 else 1.0)
+        limits = {"vmin": -abs(m), "vmax": abs(m)}
     windows = _normalise_windows(highlight)
     if ax is None:
         h, w = a.shape

@@ -147,6 +147,9 @@ def test_show_matrix_symmetric_centres_the_colour_scale_on_zero():
     # text is white on the dark red cell (2) and black on the pale ones
     colours = {t.get_text(): t.get_color() for t in fig.axes[0].texts}
     assert colours["2"] == "white" and colours["0"] == "black" and colours["-1"] == "black"
+    # one scale for several panels
+    assert viz.show_matrix(a, symmetric=True, vmax=4.0).axes[0].images[0].get_clim() == (-4.0, 4.0)
+    assert viz.show_matrix(a, vmin=-3.0, vmax=5.0).axes[0].images[0].get_clim() == (-3.0, 5.0)
     # all zeros: still a valid, centred scale
     assert viz.show_matrix(np.zeros((2, 2)), symmetric=True).axes[0].images[0].get_clim() == (
         -1.0, 1.0)
