@@ -584,7 +584,8 @@ def gradient_routing_diagram(x, dout, *, kernel_size, stride=None, mode="max",
     Three panels: the input with its windows, the upstream gradient ``dout`` and the
     input gradient ``dx`` computed by ``cnnlib.numpy.<mode>pool2d_backward``. With
     overlapping windows an input can win several windows and collect the sum of their
-    gradients (see the chapter on backpropagation).
+    gradients (see the chapter on backpropagation). ``dout`` and ``dx`` are drawn with a
+    diverging colour scale centred on zero (red positive, blue negative, white zero).
 
     Parameters
     ----------
@@ -613,12 +614,15 @@ def gradient_routing_diagram(x, dout, *, kernel_size, stride=None, mode="max",
     ax_x, ax_d, ax_dx = axes[0]
     _matrix_on_ax(ax_x, x, title="input x", fmt=fmt, cmap="Greys", windows=windows,
                   vmin=float(x.min()) - 1e-9, vmax=float(x.max()) * 3 + 1)
-    _matrix_on_ax(ax_d, dout, title="upstream dout", fmt=fmt, cmap="Greys",
-                  vmin=float(dout.min()) - 1e-9, vmax=float(np.abs(dout).max()) * 3 + 1)
+    # Gradients are signed: diverging colour scales centred on zero.
+    dx = dx + 0.0  # -0 (a zero share of a negative gradient) prints as 0
+    m_d = float(np.abs(dout).max()) or 1.0
+    m_dx = float(np.abs(dx).max()) or 1.0
+    _matrix_on_ax(ax_d, dout, title="upstream dout", fmt=fmt, cmap="RdBu_r", vmin=-m_d,
+                  vmax=m_d)
     _outline_output_cells(ax_d, len(windows), ow)
-    m = float(np.abs(dx).max()) or 1.0
     _matrix_on_ax(ax_dx, dx, title="dx (gradients routed and summed)", fmt=fmt,
-                  cmap="Oranges", vmin=0.0, vmax=m * 1.6)
+                  cmap="RdBu_r", vmin=-m_dx, vmax=m_dx)
     fig.suptitle(f"{mode} pooling backward, kernel {kernel_size}, stride "
                  f"{'kernel size' if stride is None else stride}", fontsize=10)
     return fig

@@ -221,6 +221,17 @@ def test_gradient_routing_diagram_adds_overlapping_windows():
     t = torch.tensor(xr[None, None], requires_grad=True)
     F.avg_pool2d(t, 3, 3).backward(torch.tensor(dout[None, None]))
     np.testing.assert_allclose(cell_texts(fig.axes[2]), t.grad[0, 0].numpy(), atol=1e-6)
+    # Signed gradients: dout and dx on diverging scales centred on zero, no "-0" printed.
+    signed = np.array([[1.0, -2.0], [0.5, -4.0]])
+    fig = viz.gradient_routing_diagram(np.arange(16.0).reshape(4, 4), signed, kernel_size=2,
+                                       mode="avg")
+    render(fig)
+    for ax, m in ((fig.axes[1], 4.0), (fig.axes[2], 1.0)):
+        image = ax.images[0]
+        assert image.get_clim() == (-m, m)
+        np.testing.assert_allclose(image.cmap(image.norm(0.0))[:3], image.cmap(0.5)[:3])
+    maxfig = viz.gradient_routing_diagram(np.arange(16.0).reshape(4, 4), signed, kernel_size=2)
+    assert "-0" not in texts(maxfig)
     with pytest.raises(ValueError, match=r"dout must have the pooled output's shape \(2, 2\)"):
         viz.gradient_routing_diagram(xr, np.ones((3, 3)), kernel_size=3)
 
