@@ -319,13 +319,15 @@ def _matrix_on_ax(ax, a, *, title=None, fmt="{:g}", cmap="Blues", windows=(), vm
     hi = vmax if vmax is not None else (float(finite.max()) if finite.size else 1.0)
     if hi == lo:
         hi = lo + 1.0
-    ax.imshow(shown, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+    image = ax.imshow(shown, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
     if fontsize is None:
         fontsize = max(6, min(12, int(60 / max(h, w, 1)) + 4))
     for i in range(h):
         for j in range(w):
             v = a[i, j]
-            dark = np.isfinite(v) and (v - lo) / (hi - lo) > 0.6
+            # White text on dark cells, whichever end of the colour map is dark.
+            r, g, b_, _ = image.cmap(image.norm(v)) if np.isfinite(v) else (1, 1, 1, 1)
+            dark = 0.299 * r + 0.587 * g + 0.114 * b_ < 0.5
             ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=fontsize,
                     color="white" if dark else "black")
     ax.set_xticks(np.arange(-0.5, w, 1), minor=True)
@@ -349,7 +351,7 @@ def _matrix_on_ax(ax, a, *, title=None, fmt="{:g}", cmap="Blues", windows=(), vm
 
 
 def show_matrix(a, *, title=None, fmt="{:g}", highlight=None, cmap="Blues", ax=None,
-                highlight_color=None) -> Figure:
+                highlight_color=None, symmetric=False, vmin=None, vmax=None) -> Figure:
     """Draw a small 2-D array as a grid with every value written in its cell.
 
     Parameters
@@ -367,6 +369,12 @@ def show_matrix(a, *, title=None, fmt="{:g}", highlight=None, cmap="Blues", ax=N
     highlight_color : str, optional
         One colour for every outlined window (e.g. to mark wrong values); by default
         each window gets its own colour.
+    symmetric : bool
+        Centre the colour scale on zero (from ``-max|a|`` to ``max|a|``), for signed
+        values such as gradients shown with a diverging map like ``"RdBu_r"``.
+    vmin, vmax : float, optional
+        Fixed ends of the colour scale, to give several panels one scale. With
+        ``symmetric=True`` only ``vmax`` is used, as the half-range.
 
     Returns
     -------
@@ -375,6 +383,12 @@ def show_matrix(a, *, title=None, fmt="{:g}", highlight=None, cmap="Blues", ax=N
     a = np.asarray(a)
     if a.ndim != 2:
         raise ValueError(f"a must be a 2-D array, got shape {_shape(a)}")
+    limits = {"vmin": vmin, "vmax": vmax}
+    if symmetric:
+        finite = np.abs(a[np.isfinite(a)])
+        m = vmax if vmax is not None else (
+            float(finite.max()) if finite.size and finite.max() > 0 else 1.0)
+        limits = {"vmin": -abs(m), "vmax": abs(m)}
     windows = _normalise_windows(highlight)
     if ax is None:
         h, w = a.shape
@@ -383,7 +397,7 @@ def show_matrix(a, *, title=None, fmt="{:g}", highlight=None, cmap="Blues", ax=N
     else:
         fig = ax.figure
     _matrix_on_ax(ax, a, title=title, fmt=fmt, cmap=cmap, windows=windows,
-                  window_colour=highlight_color)
+                  window_colour=highlight_color, **limits)
     return fig
 
 
@@ -570,7 +584,8 @@ def gradient_routing_diagram(x, dout, *, kernel_size, stride=None, mode="max",
     Three panels: the input with its windows, the upstream gradient ``dout`` and the
     input gradient ``dx`` computed by ``cnnlib.numpy.<mode>pool2d_backward``. With
     overlapping windows an input can win several windows and collect the sum of their
-    gradients (see the chapter on backpropagation).
+    gradients (see the chapter on backpropagation). ``dout`` and ``dx`` are drawn with a
+    diverging colour scale centred on zero (red positive, blue negative, white zero).
 
     Parameters
     ----------
@@ -599,12 +614,15 @@ def gradient_routing_diagram(x, dout, *, kernel_size, stride=None, mode="max",
     ax_x, ax_d, ax_dx = axes[0]
     _matrix_on_ax(ax_x, x, title="input x", fmt=fmt, cmap="Greys", windows=windows,
                   vmin=float(x.min()) - 1e-9, vmax=float(x.max()) * 3 + 1)
-    _matrix_on_ax(ax_d, dout, title="upstream dout", fmt=fmt, cmap="Greys",
-                  vmin=float(dout.min()) - 1e-9, vmax=float(np.abs(dout).max()) * 3 + 1)
+    # Gradients are signed: diverging colour scales centred on zero.
+    dx = dx + 0.0  # -0 (a zero share of a negative gradient) prints as 0
+    m_d = float(np.abs(dout).max()) or 1.0
+    m_dx = float(np.abs(dx).max()) or 1.0
+    _matrix_on_ax(ax_d, dout, title="upstream dout", fmt=fmt, cmap="RdBu_r", vmin=-m_d,
+                  vmax=m_d)
     _outline_output_cells(ax_d, len(windows), ow)
-    m = float(np.abs(dx).max()) or 1.0
     _matrix_on_ax(ax_dx, dx, title="dx (gradients routed and summed)", fmt=fmt,
-                  cmap="Oranges", vmin=0.0, vmax=m * 1.6)
+                  cmap="RdBu_r", vmin=-m_dx, vmax=m_dx)
     fig.suptitle(f"{mode} pooling backward, kernel {kernel_size}, stride "
                  f"{'kernel size' if stride is None else stride}", fontsize=10)
     return fig

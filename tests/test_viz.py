@@ -133,6 +133,28 @@ def test_show_matrix_writes_every_value_and_outlines_windows():
         viz.show_matrix(a, highlight=[(0, 1)])
 
 
+def test_show_matrix_symmetric_centres_the_colour_scale_on_zero():
+    a = np.array([[-1.0, 0.0], [2.0, 0.5]])
+    plain = viz.show_matrix(a, cmap="RdBu_r").axes[0].images[0]
+    assert plain.get_clim() == (-1.0, 2.0)
+    fig = viz.show_matrix(a, cmap="RdBu_r", symmetric=True)
+    render(fig)
+    image = fig.axes[0].images[0]
+    assert image.get_clim() == (-2.0, 2.0)
+    # zero sits in the white middle of the diverging map
+    np.testing.assert_allclose(image.cmap(image.norm(0.0))[:3], image.cmap(0.5)[:3])
+    np.testing.assert_allclose(cell_texts(fig.axes[0]), a)
+    # text is white on the dark red cell (2) and black on the pale ones
+    colours = {t.get_text(): t.get_color() for t in fig.axes[0].texts}
+    assert colours["2"] == "white" and colours["0"] == "black" and colours["-1"] == "black"
+    # one scale for several panels
+    assert viz.show_matrix(a, symmetric=True, vmax=4.0).axes[0].images[0].get_clim() == (-4.0, 4.0)
+    assert viz.show_matrix(a, vmin=-3.0, vmax=5.0).axes[0].images[0].get_clim() == (-3.0, 5.0)
+    # all zeros: still a valid, centred scale
+    assert viz.show_matrix(np.zeros((2, 2)), symmetric=True).axes[0].images[0].get_clim() == (
+        -1.0, 1.0)
+
+
 @pytest.mark.parametrize("n,k,p,s,d", [
     (7, 3, 0, 1, 1), (5, 3, 1, 2, 1), (7, 3, "same", 1, 2), (6, 4, "same", 1, 1),
     (4, 3, "full", 1, 1), (9, 2, 0, 3, 1), (3, 3, 0, 5, 1),
@@ -199,6 +221,17 @@ def test_gradient_routing_diagram_adds_overlapping_windows():
     t = torch.tensor(xr[None, None], requires_grad=True)
     F.avg_pool2d(t, 3, 3).backward(torch.tensor(dout[None, None]))
     np.testing.assert_allclose(cell_texts(fig.axes[2]), t.grad[0, 0].numpy(), atol=1e-6)
+    # Signed gradients: dout and dx on diverging scales centred on zero, no "-0" printed.
+    signed = np.array([[1.0, -2.0], [0.5, -4.0]])
+    fig = viz.gradient_routing_diagram(np.arange(16.0).reshape(4, 4), signed, kernel_size=2,
+                                       mode="avg")
+    render(fig)
+    for ax, m in ((fig.axes[1], 4.0), (fig.axes[2], 1.0)):
+        image = ax.images[0]
+        assert image.get_clim() == (-m, m)
+        np.testing.assert_allclose(image.cmap(image.norm(0.0))[:3], image.cmap(0.5)[:3])
+    maxfig = viz.gradient_routing_diagram(np.arange(16.0).reshape(4, 4), signed, kernel_size=2)
+    assert "-0" not in texts(maxfig)
     with pytest.raises(ValueError, match=r"dout must have the pooled output's shape \(2, 2\)"):
         viz.gradient_routing_diagram(xr, np.ones((3, 3)), kernel_size=3)
 
