@@ -36,6 +36,14 @@ def _check_boxes(boxes, name: str, ndim: tuple[int, ...]) -> np.ndarray:
     return boxes
 
 
+def _check_scores(scores, boxes: np.ndarray) -> None:
+    """One finite score per box."""
+    check_array(scores, "scores", finite=True)
+    if scores.shape != (boxes.shape[0],):
+        raise ValueError(f"scores has shape {shape_str(scores)} but boxes has shape "
+                         f"{shape_str(boxes)}; scores must have shape ({boxes.shape[0]},)")
+
+
 def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of every box in a (N, 4) with every box in b (M, 4), shape (N, M)."""
     dt = np.result_type(a.dtype, b.dtype, np.float32)  # integer corners give float64 ratios
@@ -111,10 +119,7 @@ def nms(boxes, scores, *, iou_threshold=0.5):
     suppressed separately (call ``nms`` once per class).
     """
     boxes = _check_boxes(boxes, "boxes", (2,))
-    check_array(scores, "scores", finite=True)
-    if scores.shape != (boxes.shape[0],):
-        raise ValueError(f"scores has shape {shape_str(scores)} but boxes has shape "
-                         f"{shape_str(boxes)}; scores must have shape ({boxes.shape[0]},)")
+    _check_scores(scores, boxes)
     thr = as_real(iou_threshold, "iou_threshold", low=0.0, high=1.0)
 
     order = np.argsort(-scores, kind="stable")
@@ -162,10 +167,7 @@ def match_detections(boxes, scores, true_boxes, *, iou_threshold=0.5):
     """
     boxes = _check_boxes(boxes, "boxes", (2,))
     true_boxes = _check_boxes(true_boxes, "true_boxes", (2,))
-    check_array(scores, "scores", finite=True)
-    if scores.shape != (boxes.shape[0],):
-        raise ValueError(f"scores has shape {shape_str(scores)} but boxes has shape "
-                         f"{shape_str(boxes)}; scores must have shape ({boxes.shape[0]},)")
+    _check_scores(scores, boxes)
     thr = as_real(iou_threshold, "iou_threshold", low=0.0, high=1.0)
     is_match = np.zeros(len(boxes), dtype=bool)
     if len(boxes) == 0 or len(true_boxes) == 0:
