@@ -132,6 +132,9 @@ def _explain_torch_error(detail):
     if "expected input" in detail and "channels" in detail:
         return ("a convolution received a different number of channels than it was built "
                 "for: each layer's in_channels is the previous layer's out_channels")
+    if "can't be greater than actual input size" in detail or "Output size is too small" in detail:
+        return ("the feature map became smaller than a kernel: a convolution without padding "
+                "shrinks the height and width by kernel_size - 1")
     if "Sizes of tensors must match" in detail:
         return ("the tensors joined by torch.cat differ in a dimension other than the one "
                 "they are joined on: every branch must keep the input's height and width, "

@@ -172,7 +172,7 @@ MISTAKES = {
     "a4_residual_no_final_relu": ("ResidualBlock", RESIDUAL.replace(
         "return self.relu(out)", "return out")),
     "a4_residual_no_shortcut": ("ResidualBlock", RESIDUAL.replace(
-        "out = out + identity\n", "")),
+        "        out = out + identity\n", "")),
     "a4_residual_stride_in_conv2": ("ResidualBlock", RESIDUAL.replace(
         "(in_channels, out_channels, 3, stride, 1, bias=False)",
         "(in_channels, out_channels, 3, 1, 1, bias=False)").replace(

@@ -1,0 +1,383 @@
+"""Assignment 4 (LeNet to ResNet): the spec module on plain data, and one graded class.
+
+The first tests need no kernel: every known mistake of ``cnnlib.grading.a4`` is named by
+its own message from the buggy variant's values, the samples in ``examples/submissions``
+are what ``a4_students.py`` generates, and the sample students' code behaves as the
+spec's variants say. The graded class (``graded``, module-scoped, marked slow) autogrades
+the solution, the release, every sample and some broken notebooks with the real nbgrader
+CLI in one scratch course with only this assignment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import a4_students as S
+import numpy as np
+import pytest
+from course_tools import load_tool
+
+import cnnlib.numpy as lib
+from cnnlib.grading import a4, checks
+from cnnlib.grading.sandbox import encode_value
+
+ROOT = Path(__file__).resolve().parents[2]
+SOLUTION = ROOT / "solutions" / S.ASSIGNMENT / S.NOTEBOOK
+
+# Configurations on which each mistake shows (never the hidden ones).
+PROBES = {
+    "LeNet5": [dict(n=2), dict(n=1, num_classes=3)],
+    "vgg_block": [dict(x=[1, 2, 8, 8], out_channels=3, num_convs=2),
+                  dict(x=[2, 3, 6, 6], out_channels=3, num_convs=1)],
+    "InceptionBlock": [dict(x=[1, 3, 5, 5], c1=2, c2=[2, 3], c3=[2, 4], c4=1)],
+    "ResidualBlock": [dict(x=[2, 3, 5, 5], out_channels=3),
+                      dict(x=[2, 3, 6, 6], out_channels=4, stride=2)],
+    "count_parameters": [dict(kind=k, a=3, b=4, frozen=f) for k in range(5) for f in (0, 1)],
+    "receptive_field": [dict(layers=[["conv", 3, 1], ["pool", 2, 2], ["conv", 3, 2],
+                                     ["conv", 3, 1]])],
+    "train_digits": [dict(seed=0)],
+}
+
+# The student whose code has each mistake, in the order of the spec's mistakes.
+STUDENT_OF = {
+    ("LeNet5", 0): "a4_lenet_maxpool", ("LeNet5", 1): "a4_lenet_relu",
+    ("LeNet5", 2): "a4_lenet_tanh_out", ("LeNet5", 3): "a4_lenet_softmax",
+    ("vgg_block", 0): "a4_vgg_no_padding", ("vgg_block", 1): "a4_vgg_last_relu",
+    ("vgg_block", 2): "a4_vgg_avgpool",
+    ("InceptionBlock", 0): "a4_inception_order", ("InceptionBlock", 1): "a4_inception_inner_relu",
+    ("InceptionBlock", 2): "a4_inception_outer_relu",
+    ("InceptionBlock", 3): "a4_inception_avgpool",
+    ("ResidualBlock", 0): "a4_residual_relu_before_add",
+    ("ResidualBlock", 1): "a4_residual_no_final_relu",
+    ("ResidualBlock", 2): "a4_residual_no_shortcut",
+    ("ResidualBlock", 3): "a4_residual_stride_in_conv2",
+    ("count_parameters", 0): "a4_count_no_bias", ("count_parameters", 1): "a4_count_shared_twice",
+    ("count_parameters", 2): "a4_count_trainable", ("count_parameters", 3): "a4_count_buffers",
+    ("receptive_field", 0): "a4_rf_no_stride", ("receptive_field", 1): "a4_rf_own_stride",
+    ("receptive_field", 2): "a4_rf_start_zero", ("receptive_field", 3): "a4_rf_product",
+}
+
+
+def _plain(f, *args, **kwargs):
+    return f(*args, **kwargs)
+
+
+def ok(value):
+    """An outcome as the kernel reports it."""
+    if isinstance(value, tuple):
+        descs = [encode_value(v)[0] for v in value]
+        return {"kind": "ok", "value": value, "desc": {"kind": "tuple", "items": descs}}
+    desc, _ = encode_value(value)
+    return {"kind": "ok", "value": value, "desc": desc}
+
+
+def same(a, b):
+    if isinstance(a, tuple):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray):
+        return np.shape(a) == np.shape(b) and checks.close(a, b)
+    return a == b
+
+
+def student_namespace(student):
+    """The graded definitions of a sample student, executed here."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    code = dict(S.CORRECT)
+    if student in S.MISTAKES:
+        name, source = S.MISTAKES[student]
+        code[name] = source
+    ns = {"np": np, "torch": torch, "nn": nn, "F": F}
+    for source in code.values():
+        exec(source, ns)  # noqa: S102 - the course's own sample code
+    return ns
+
+
+# --------------------------------------------------------------------------- plain data
+
+def test_every_mistake_has_a_sample_student():
+    named = {(n, i) for n, spec in a4.FUNCTIONS.items() for i in range(len(spec.mistakes))}
+    assert named == set(STUDENT_OF)
+    assert sorted(STUDENT_OF.values()) == sorted(S.MISTAKES)
+
+
+@pytest.mark.parametrize("name, index", sorted(STUDENT_OF))
+def test_each_mistake_is_named_from_the_variants_values(name, index):
+    spec = a4.FUNCTIONS[name]
+    for config in PROBES[name]:
+        configs, calls = checks.make_inputs(spec, 11, [config])
+        args = calls[0][0]
+        ref = spec.reference(lib, args)
+        try:
+            wrong = spec.mistakes[index].variant(lib, args)
+        except ValueError:
+            continue  # does not show in this configuration
+        if same(wrong, ref):
+            continue
+        passed, report = checks.judge(spec, lib, configs, calls, [ok(wrong)])
+        assert not passed
+        assert spec.mistakes[index].message in report, report
+        assert spec.describe(config) in report
+        assert re.search(r"\d\.\d", report) is None, report  # no values from the arrays
+        return
+    pytest.fail(f"no probe shows mistake {index} of {name}")
+
+
+@pytest.mark.parametrize("student", sorted(S.MISTAKES))
+def test_each_sample_student_computes_its_variant(student):
+    """The sample's code, run through the spec's adapter here, equals the variant that
+    names its mistake (on at least one probe) and the reference nowhere it differs."""
+    name, _ = S.MISTAKES[student]
+    index = next(i for (n, i), s in STUDENT_OF.items() if s == student)
+    spec = a4.FUNCTIONS[name]
+    fn = student_namespace(student)[name]
+    shown = False
+    for config in PROBES[name]:
+        _, calls = checks.make_inputs(spec, 5, [config])
+        args = calls[0][0]
+        value = spec.adapter(fn, _plain, *args)
+        try:
+            wrong = spec.mistakes[index].variant(lib, args)
+        except ValueError:
+            continue
+        ref = spec.reference(lib, args)
+        if not same(wrong, ref):
+            assert same(value, wrong), f"{student} on {config}"
+            shown = True
+    assert shown, student
+
+
+@pytest.mark.parametrize("name", sorted(S.CORRECT))
+def test_the_complete_student_and_the_solution_match_the_reference(name):
+    spec = a4.FUNCTIONS[name]
+    fn = student_namespace("alice_complete")[name]
+    for config in PROBES[name]:
+        _, calls = checks.make_inputs(spec, 3, [config])
+        args = calls[0][0]
+        assert same(spec.adapter(fn, _plain, *args), spec.reference(lib, args)), config
+
+
+def test_wrong_parameter_names_get_a_message_listing_them():
+    import torch.nn as nn
+
+    class Renamed(nn.Module):
+        def __init__(self, in_channels, out_channels, stride=1):
+            super().__init__()
+            self.first = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(out_channels)
+            self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=True)
+            self.bn2 = nn.BatchNorm2d(out_channels)
+
+    spec = a4.FUNCTIONS["ResidualBlock"]
+    _, calls = checks.make_inputs(spec, 1, PROBES["ResidualBlock"][:1])
+    with pytest.raises(ValueError) as info:
+        spec.adapter(Renamed, _plain, *calls[0][0])
+    message = str(info.value)
+    assert "missing conv1.weight" in message and "unexpected" in message
+    assert "conv2.bias" in message and "first.weight" in message
+    assert len(message) < 300  # the sandbox passes on 300 characters of a message
+
+    class WrongKernel(nn.Module):
+        def __init__(self, num_classes=10):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 6, 3)
+            self.conv2 = nn.Conv2d(6, 16, 5)
+            self.fc1, self.fc2 = nn.Linear(400, 120), nn.Linear(120, 84)
+            self.fc3 = nn.Linear(84, num_classes)
+
+    spec = a4.FUNCTIONS["LeNet5"]
+    _, calls = checks.make_inputs(spec, 1, PROBES["LeNet5"][:1])
+    with pytest.raises(ValueError, match=r"conv1.weight has shape \(6, 1, 3, 3\)"):
+        spec.adapter(WrongKernel, _plain, *calls[0][0])
+
+
+def test_parameter_values_depend_on_the_seed_and_the_name_only():
+    a = a4.parameter_values(3, "conv1.weight", (4, 2, 3, 3))
+    assert np.array_equal(a, a4.parameter_values(3, "conv1.weight", (4, 2, 3, 3)))
+    assert not np.allclose(a, a4.parameter_values(3, "conv2.weight", (4, 2, 3, 3)))
+    assert not np.allclose(a, a4.parameter_values(4, "conv1.weight", (4, 2, 3, 3)))
+    assert abs(a.std() - 1 / np.sqrt(18)) < 0.15  # scaled by 1/sqrt(fan_in)
+
+
+def test_the_shortcut_gradient_is_zero_without_a_shortcut_and_not_with_one():
+    spec = a4.FUNCTIONS["ResidualBlock"]
+    _, calls = checks.make_inputs(spec, 2, PROBES["ResidualBlock"])
+    for args, _ in calls:
+        _, _, through_shortcut, _ = spec.reference(lib, args)
+        assert np.abs(through_shortcut).sum() > 0
+        _, _, plain, _ = spec.mistakes[2].variant(lib, args)
+        assert np.abs(plain).sum() == 0
+
+
+def test_receptive_field_reference_on_known_stacks():
+    spec = a4.FUNCTIONS["receptive_field"]
+    for layers, size in [([], 1), ([["conv", 3, 1]] * 2, 5), ([["conv", 3, 1]] * 3, 7),
+                         ([["conv", 5, 1], ["pool", 2, 2], ["conv", 5, 1], ["pool", 2, 2]], 16)]:
+        (args, _), = checks.make_inputs(spec, 0, [dict(layers=layers)])[1]
+        assert spec.reference(lib, args) == size, layers
+
+
+def test_the_committed_samples_are_what_the_generator_writes():
+    for student, nb in S.samples().items():
+        path = S.path(ROOT / "examples" / "submissions", student)
+        assert path.read_text() == S.dumps(nb), f"{path} is stale: run tests/grading/a4_students.py"
+
+
+def test_the_release_holds_no_solution_and_matches_the_source():
+    release = json.loads(S.RELEASE.read_text())
+    text = json.dumps(release)
+    for marker in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "seed=5124", "f.relu(branch(x))"):
+        assert marker not in text
+    ids = [c["metadata"].get("nbgrader", {}).get("grade_id") for c in release["cells"]]
+    source_ids = [c["metadata"].get("nbgrader", {}).get("grade_id")
+                  for c in json.loads(SOLUTION.read_text())["cells"]]
+    assert ids == source_ids
+
+
+# --------------------------------------------------------------------------- one graded class
+
+BROKEN_A = {  # a missing class, NaN, a hang; the rest correct
+    "LeNet5": "# not done yet",
+    "ResidualBlock": S.RESIDUAL.replace("return self.relu(out)",
+                                        "return self.relu(out) * float('nan')"),
+    "receptive_field": '''
+def receptive_field(layers):
+    while True:
+        try:
+            pass
+        except KeyboardInterrupt:
+            pass
+''',
+}
+BROKEN_B = {  # a wrong signature, a crash, a float where an int belongs; the rest correct
+    "vgg_block": S.VGG.replace("def vgg_block(in_channels, out_channels, num_convs):",
+                               "def vgg_block(in_channels, out_channels):\n    num_convs = 2"),
+    "InceptionBlock": S.INCEPTION.replace("        y1 = F.relu(self.branch1(x))",
+                                          "        import ctypes\n        ctypes.string_at(0)\n"
+                                          "        y1 = F.relu(self.branch1(x))"),
+    "count_parameters": S.COUNT.replace("return total", "return float(total)"),
+}
+BROKEN = {"broken_a": BROKEN_A, "broken_b": BROKEN_B}
+
+
+def _points():
+    """{function: points of its test cells} from the solution notebook."""
+    out = {}
+    for cell in json.loads(SOLUTION.read_text())["cells"]:
+        meta = cell["metadata"].get("nbgrader", {})
+        match = re.match(r"test_(.+)_[a-z]+$", meta.get("grade_id", ""))
+        if match and meta.get("points"):
+            name = next(n for n in a4.FUNCTIONS if meta["grade_id"].startswith(f"test_{n}_"))
+            out.setdefault(name, {})[meta["grade_id"]] = meta["points"]
+    return out
+
+
+POINTS = _points()
+
+
+def by_function(row):
+    return {name: sum(row.get(cell, 0) or 0 for cell in cells) for name, cells in POINTS.items()}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    grade_samples = load_tool("grade_samples")
+    tmp = tmp_path_factory.mktemp("a4")
+    course = grade_samples.make_course(tmp / "course", [S.ASSIGNMENT])
+    subs = tmp / "submissions"
+    students = dict(S.samples())
+    students["solution"] = json.loads(SOLUTION.read_text())
+    students["released"] = json.loads(S.RELEASE.read_text())
+    for name, broken in BROKEN.items():
+        students[name] = S.fill(dict(S.CORRECT, **broken))
+    for student, nb in students.items():
+        path = S.path(subs, student)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(S.dumps(nb))
+    os.environ["CNNLIB_GRADING_TIMEOUT"] = "8"  # per check cell; the training asks for more
+    try:
+        result = grade_samples.grade_all(course, subs, S.ASSIGNMENT)
+    finally:
+        del os.environ["CNNLIB_GRADING_TIMEOUT"]
+    result["feedback_text"] = {
+        p.parts[-3]: p.read_text(encoding="utf-8", errors="replace") for p in result["feedback"]}
+    return result
+
+
+def _feedback(graded, student):
+    return graded["feedback_text"][student]
+
+
+@pytest.mark.slow
+def test_everyone_is_graded_and_nothing_hidden_leaks(graded):
+    assert not graded["problems"], graded["problems"]
+    assert not graded["leaks"], graded["leaks"]
+    assert set(graded["scores"]) >= set(S.MISTAKES) | {"solution", "released", "alice_complete"}
+
+
+@pytest.mark.slow
+def test_the_solution_and_the_complete_sample_earn_full_marks_and_the_release_none(graded):
+    full = {name: sum(cells.values()) for name, cells in POINTS.items()}
+    for student in ("solution", "alice_complete"):
+        assert by_function(graded["scores"][student]) == full, (
+            student, graded["scores"][student])
+    assert by_function(graded["scores"]["released"]) == dict.fromkeys(full, 0)
+    assert graded["scores"]["released"]["total"] == 0
+
+
+@pytest.mark.slow
+def test_the_partial_sample_earns_the_points_of_what_it_wrote(graded):
+    got = by_function(graded["scores"]["bob_partial"])
+    for name, cells in POINTS.items():
+        expected = 0 if name in ("InceptionBlock", "ResidualBlock", "train_digits") else sum(
+            cells.values())
+        assert got[name] == expected, (name, got)
+
+
+# Mistakes that cannot show in every hidden check of their function: the cells they lose.
+PARTIAL_LOSS = {"a4_residual_stride_in_conv2": {"test_ResidualBlock_projection"}}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("student", sorted(S.MISTAKES))
+def test_each_mistake_costs_its_own_function_and_is_named(graded, student):
+    name, _ = S.MISTAKES[student]
+    index = next(i for (n, i), s in STUDENT_OF.items() if s == student)
+    row = graded["scores"][student]
+    full = {n: sum(cells.values()) for n, cells in POINTS.items()}
+    got = by_function(row)
+    for other, points in full.items():
+        if other != name:
+            assert got[other] == points, (student, other, row)
+    hidden = {cell for cell in POINTS[name] if not cell.endswith("_visible")}
+    lost = {cell for cell in POINTS[name] if row.get(cell) == 0}
+    assert PARTIAL_LOSS.get(student, hidden) <= lost, (student, row)
+    message = a4.FUNCTIONS[name].mistakes[index].message
+    assert _html_text(message) in _feedback(graded, student), student
+
+
+def _html_text(text):
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace(
+        "'", "&#39;").replace('"', "&quot;")
+
+
+@pytest.mark.slow
+def test_a_broken_function_costs_only_its_own_points(graded):
+    full = {name: sum(cells.values()) for name, cells in POINTS.items()}
+    for student, broken in BROKEN.items():
+        got = by_function(graded["scores"][student])
+        zero = set(broken) | ({"train_digits"} if "ResidualBlock" in broken else set())
+        for name, points in full.items():
+            assert got[name] == (0 if name in zero else points), (student, name, got)
+    text = _feedback(graded, "broken_a")
+    assert "LeNet5 is not defined" in text
+    assert "NaN" in text
+    assert "did not finish" in text
+    text = _feedback(graded, "broken_b")
+    assert "crashed" in text
+    assert "returned a float" in text
