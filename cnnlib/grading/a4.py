@@ -57,10 +57,22 @@ def parameter_values(seed, name, shape):
     return 0.5 * values
 
 
-def _shapes(model, rename=None):
+def _named_parameters(model, watch):
+    """``[(name, parameter)]`` of a module. Listed under the watch: a student's module may
+    override how its parameters are found, and all of the student's code runs watched."""
+    import torch
+
+    named = watch(list, model.named_parameters())
+    for name, p in named:
+        if type(p) is not torch.nn.Parameter:
+            raise TypeError(f"parameter {name} is a {type(p).__name__}, not an nn.Parameter")
+    return named
+
+
+def _shapes(model, rename=None, watch=None):
     """``{name: shape}`` of a module's parameters, under the notebook's names."""
     rename = rename or (lambda n: n)
-    return {rename(n): tuple(p.shape) for n, p in model.named_parameters()}
+    return {rename(n): tuple(p.shape) for n, p in _named_parameters(model, watch or _plain)}
 
 
 def _short(names, limit=4):
@@ -86,15 +98,16 @@ def check_names(found, expected, what, note=""):
                              f"gives {expected[name]}")
 
 
-def _load(model, seed, rename=None):
+def _load(model, watch, seed, rename=None):
+    """Float64, training mode, and every parameter's value drawn from its name."""
     import torch
 
     rename = rename or (lambda n: n)
-    model.double()
+    watch(model.double)
+    watch(model.train)
     with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.copy_(torch.from_numpy(parameter_values(seed, rename(name), p.shape)))
-    model.train()
+        for name, p in _named_parameters(model, watch):
+            p.copy_(torch.from_numpy(parameter_values(seed, rename(name), tuple(p.shape))))
 
 
 def _forward_backward(model, watch, seed, x, what):
@@ -104,7 +117,7 @@ def _forward_backward(model, watch, seed, x, what):
 
     xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
     out = watch(model, xt)
-    if not isinstance(out, torch.Tensor):
+    if type(out) is not torch.Tensor:  # exactly: a subclass would run its methods unwatched
         raise TypeError(f"{what}'s forward returned a {type(out).__name__}, not a tensor")
     g = np.random.default_rng([int(seed), 1]).standard_normal(tuple(out.shape))
     if out.requires_grad:
@@ -118,10 +131,10 @@ def _run_module(model, watch, seed, x, expected, what, rename=None, note=""):
 
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"{what} built a {type(model).__name__}, not a torch.nn.Module")
-    check_names(_shapes(model, rename), expected, what, note)
-    _load(model, seed, rename)
+    check_names(_shapes(model, rename, watch), expected, what, note)
+    _load(model, watch, seed, rename)
     out, dx = _forward_backward(model, watch, seed, x, what)
-    return out, dx, int(sum(p.numel() for p in model.parameters()))
+    return out, dx, int(sum(p.numel() for _, p in _named_parameters(model, watch)))
 
 
 def _explain_torch_error(detail):
@@ -283,6 +296,28 @@ def _vgg_reference_value(lib, args):
     return _run_module(_vgg_library(in_c, out_c, n), _plain, seed, x, expected, "vgg_block")
 
 
+VGG_NO_PADDING = ("the convolutions have no padding: a 3x3 convolution keeps the height and "
+                  "width only with padding=1")
+VGG_NO_POOL = "the block does not end with the 2x2 max pool (stride 2) that halves H and W"
+VGG_POOL_EACH = "the block pools after every convolution; it pools once, at the end"
+
+
+def _vgg_diagnose(lib, args, value, ref):
+    """Output shapes that name a mistake (the output is the first part of the result)."""
+    in_c, out_c, n, seed, x = args
+    out = value[0] if isinstance(value, tuple) and value else None
+    if not isinstance(out, np.ndarray) or out.ndim != 4 or out.shape == ref[0].shape:
+        return None
+    h, w = x.shape[2:]
+    if out.shape[2:] == ((h - 2 * n) // 2, (w - 2 * n) // 2):
+        return VGG_NO_PADDING
+    if out.shape[2:] == (h, w):
+        return VGG_NO_POOL
+    if n > 1 and out.shape[2:] == (h >> n, w >> n):
+        return VGG_POOL_EACH
+    return None
+
+
 VGG_BLOCK = FunctionSpec(
     name="vgg_block",
     signature="vgg_block(in_channels, out_channels, num_convs)",
@@ -294,9 +329,8 @@ VGG_BLOCK = FunctionSpec(
     describe=lambda c: (f"vgg_block({_shape(c)[1]}, {c['out_channels']}, {c['num_convs']}) "
                         f"on x of shape {_shape(c)}"),
     deny=lambda: _deny("the block"),
+    diagnose=_vgg_diagnose,
     mistakes=(
-        Mistake("the convolutions have no padding: a 3x3 convolution keeps the height and "
-                "width only with padding=1", _vgg_variant(padding=0)),
         Mistake("the last convolution has no ReLU: every convolution is followed by one, "
                 "then the block ends with the pool", _vgg_variant(last_relu=False)),
         Mistake("average pooling where a VGG block max-pools", _vgg_variant(pool="avg")),
@@ -461,7 +495,7 @@ def residual_adapter(student, watch, in_channels, out_channels, stride, seed, x)
     model = watch(student, in_channels, out_channels, stride)
     out, dx, count = _run_module(model, watch, seed, x, expected, "ResidualBlock",
                                  note=_SHORTCUT_NOTE)
-    params = dict(model.named_parameters())
+    params = dict(_named_parameters(model, watch))
     with torch.no_grad():
         params["bn2.weight"].zero_()
         params["bn2.bias"].zero_()
@@ -690,7 +724,8 @@ RECEPTIVE_FIELD = FunctionSpec(
 
 # The small network the training check builds around the student's block, and the
 # grader's own loop: SGD with momentum on the 8x8 digits.
-TRAIN_EPOCHS = 8
+TRAIN_EPOCHS = 6
+TRAIN_THRESHOLD = 0.80  # the notebook's checks; see the instructors' guide
 TRAIN_BATCH = 64
 TRAIN_LR = 0.05
 
@@ -706,7 +741,9 @@ def digits_resnet(block):
 
 
 def train_adapter(student, watch, seed):
-    """Train ``digits_resnet(student)`` with the grader's loop; return the test accuracy."""
+    """Train ``digits_resnet`` of the student's block with the grader's loop; return the
+    test accuracy. The loop is the grader's; everything of the student's (building the
+    blocks, their forward and backward passes) runs watched."""
     import torch
     import torch.nn.functional as F
 
@@ -716,25 +753,35 @@ def train_adapter(student, watch, seed):
     data = load_digits(size=8, seed=0)
     torch.manual_seed(int(seed))
     order = np.random.default_rng(int(seed))
-    model = watch(digits_resnet, student)
-    opt = torch.optim.SGD(model.parameters(), lr=TRAIN_LR, momentum=0.9)
-    x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
 
-    def epoch():
-        model.train()
+    def block(in_channels, out_channels, stride):
+        module = watch(student, in_channels, out_channels, stride)
+        if not isinstance(module, torch.nn.Module):
+            raise TypeError(f"ResidualBlock built a {type(module).__name__}, not a "
+                            "torch.nn.Module")
+        return module
+
+    model = digits_resnet(block)
+    opt = torch.optim.SGD([p for _, p in _named_parameters(model, watch)], lr=TRAIN_LR,
+                          momentum=0.9)
+    x, y = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
+    for _ in range(TRAIN_EPOCHS):
+        watch(model.train)
         perm = order.permutation(len(x))
         for i in range(0, len(x), TRAIN_BATCH):
             idx = torch.from_numpy(perm[i:i + TRAIN_BATCH])
-            loss = F.cross_entropy(model(x[idx]), y[idx])
+            scores = watch(model, x[idx])
+            if type(scores) is not torch.Tensor:
+                raise TypeError(f"the network returned a {type(scores).__name__}, not a tensor")
+            loss = F.cross_entropy(scores, y[idx])
             opt.zero_grad()
-            loss.backward()
+            watch(loss.backward)
             opt.step()
-
-    for _ in range(TRAIN_EPOCHS):
-        watch(epoch)
-    model.eval()
+    watch(model.eval)
     with torch.no_grad():
         scores = watch(model, torch.from_numpy(data.x_test))
+    if type(scores) is not torch.Tensor:
+        raise TypeError(f"the network returned a {type(scores).__name__}, not a tensor")
     return float((scores.argmax(1).numpy() == data.y_test).mean())
 
 

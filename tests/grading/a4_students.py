@@ -18,6 +18,25 @@ ASSIGNMENT = "a4-architectures"
 NOTEBOOK = "architectures.ipynb"
 RELEASE = ROOT / "assignments" / ASSIGNMENT / NOTEBOOK
 
+# Configurations on which each of the spec's mistakes shows, for the tests of the judge
+# (test_grading_checks.py, test_a4.py); never the hidden ones.
+PROBES = {
+    "LeNet5": [dict(n=2), dict(n=1, num_classes=3)],
+    "vgg_block": [dict(x=[1, 2, 8, 8], out_channels=3, num_convs=2),
+                  dict(x=[2, 3, 6, 6], out_channels=3, num_convs=1)],
+    "InceptionBlock": [dict(x=[1, 3, 5, 5], c1=2, c2=[2, 3], c3=[2, 4], c4=2),
+                       dict(x=[2, 4, 6, 6], c1=2, c2=[3, 4], c3=[2, 3], c4=3)],
+    "ResidualBlock": [dict(x=[2, 3, 5, 5], out_channels=3),
+                      dict(x=[2, 3, 6, 6], out_channels=4, stride=2)],
+    "count_parameters": [dict(kind=k, a=3, b=4, frozen=f) for k in range(5) for f in (0, 1)],
+    "receptive_field": [dict(layers=[["conv", 3, 1], ["pool", 2, 2], ["conv", 3, 2],
+                                     ["conv", 3, 1]]),
+                        dict(layers=[["conv", 5, 1], ["pool", 3, 2], ["conv", 3, 1]])],
+    "train_digits": [dict(seed=0)],
+}
+# Graded functions whose arguments are the configuration itself (no drawn values).
+CONFIG_ONLY = {"count_parameters", "receptive_field", "train_digits"}
+
 # --------------------------------------------------------------------------- correct code
 LENET = '''
 class LeNet5(nn.Module):

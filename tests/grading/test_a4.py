@@ -27,26 +27,13 @@ from cnnlib.grading.sandbox import encode_value
 ROOT = Path(__file__).resolve().parents[2]
 SOLUTION = ROOT / "solutions" / S.ASSIGNMENT / S.NOTEBOOK
 
-# Configurations on which each mistake shows (never the hidden ones).
-PROBES = {
-    "LeNet5": [dict(n=2), dict(n=1, num_classes=3)],
-    "vgg_block": [dict(x=[1, 2, 8, 8], out_channels=3, num_convs=2),
-                  dict(x=[2, 3, 6, 6], out_channels=3, num_convs=1)],
-    "InceptionBlock": [dict(x=[1, 3, 5, 5], c1=2, c2=[2, 3], c3=[2, 4], c4=1)],
-    "ResidualBlock": [dict(x=[2, 3, 5, 5], out_channels=3),
-                      dict(x=[2, 3, 6, 6], out_channels=4, stride=2)],
-    "count_parameters": [dict(kind=k, a=3, b=4, frozen=f) for k in range(5) for f in (0, 1)],
-    "receptive_field": [dict(layers=[["conv", 3, 1], ["pool", 2, 2], ["conv", 3, 2],
-                                     ["conv", 3, 1]])],
-    "train_digits": [dict(seed=0)],
-}
+PROBES = S.PROBES
 
 # The student whose code has each mistake, in the order of the spec's mistakes.
 STUDENT_OF = {
     ("LeNet5", 0): "a4_lenet_maxpool", ("LeNet5", 1): "a4_lenet_relu",
     ("LeNet5", 2): "a4_lenet_tanh_out", ("LeNet5", 3): "a4_lenet_softmax",
-    ("vgg_block", 0): "a4_vgg_no_padding", ("vgg_block", 1): "a4_vgg_last_relu",
-    ("vgg_block", 2): "a4_vgg_avgpool",
+    ("vgg_block", 0): "a4_vgg_last_relu", ("vgg_block", 1): "a4_vgg_avgpool",
     ("InceptionBlock", 0): "a4_inception_order", ("InceptionBlock", 1): "a4_inception_inner_relu",
     ("InceptionBlock", 2): "a4_inception_outer_relu",
     ("InceptionBlock", 3): "a4_inception_avgpool",
@@ -59,6 +46,17 @@ STUDENT_OF = {
     ("receptive_field", 0): "a4_rf_no_stride", ("receptive_field", 1): "a4_rf_own_stride",
     ("receptive_field", 2): "a4_rf_start_zero", ("receptive_field", 3): "a4_rf_product",
 }
+
+# Students whose mistake is named from the output's shape (the spec's diagnose), not by
+# a variant: {student: (function, message)}.
+DIAGNOSED = {"a4_vgg_no_padding": ("vgg_block", a4.VGG_NO_PADDING)}
+
+
+def message_of(student):
+    if student in DIAGNOSED:
+        return DIAGNOSED[student][1]
+    name, index = next(key for key, s in STUDENT_OF.items() if s == student)
+    return a4.FUNCTIONS[name].mistakes[index].message
 
 
 def _plain(f, *args, **kwargs):
@@ -103,7 +101,7 @@ def student_namespace(student):
 def test_every_mistake_has_a_sample_student():
     named = {(n, i) for n, spec in a4.FUNCTIONS.items() for i in range(len(spec.mistakes))}
     assert named == set(STUDENT_OF)
-    assert sorted(STUDENT_OF.values()) == sorted(S.MISTAKES)
+    assert sorted([*STUDENT_OF.values(), *DIAGNOSED]) == sorted(S.MISTAKES)
 
 
 @pytest.mark.parametrize("name, index", sorted(STUDENT_OF))
@@ -128,7 +126,18 @@ def test_each_mistake_is_named_from_the_variants_values(name, index):
     pytest.fail(f"no probe shows mistake {index} of {name}")
 
 
-@pytest.mark.parametrize("student", sorted(S.MISTAKES))
+def test_wrong_output_shapes_are_named():
+    spec = a4.FUNCTIONS["vgg_block"]
+    ns = student_namespace("a4_vgg_no_padding")
+    configs, calls = checks.make_inputs(spec, 4, [dict(x=[1, 2, 9, 10], out_channels=3,
+                                                       num_convs=2)])
+    value = spec.adapter(ns["vgg_block"], _plain, *calls[0][0])
+    passed, report = checks.judge(spec, lib, configs, calls, [ok(value)])
+    assert not passed and a4.VGG_NO_PADDING in report, report
+    assert "output has shape (1, 3, 2, 3), expected (1, 3, 4, 5)" in report
+
+
+@pytest.mark.parametrize("student", sorted(set(S.MISTAKES) - set(DIAGNOSED)))
 def test_each_sample_student_computes_its_variant(student):
     """The sample's code, run through the spec's adapter here, equals the variant that
     names its mistake (on at least one probe) and the reference nowhere it differs."""
@@ -347,7 +356,6 @@ PARTIAL_LOSS = {"a4_residual_stride_in_conv2": {"test_ResidualBlock_projection"}
 @pytest.mark.parametrize("student", sorted(S.MISTAKES))
 def test_each_mistake_costs_its_own_function_and_is_named(graded, student):
     name, _ = S.MISTAKES[student]
-    index = next(i for (n, i), s in STUDENT_OF.items() if s == student)
     row = graded["scores"][student]
     full = {n: sum(cells.values()) for n, cells in POINTS.items()}
     got = by_function(row)
@@ -357,8 +365,7 @@ def test_each_mistake_costs_its_own_function_and_is_named(graded, student):
     hidden = {cell for cell in POINTS[name] if not cell.endswith("_visible")}
     lost = {cell for cell in POINTS[name] if row.get(cell) == 0}
     assert PARTIAL_LOSS.get(student, hidden) <= lost, (student, row)
-    message = a4.FUNCTIONS[name].mistakes[index].message
-    assert _html_text(message) in _feedback(graded, student), student
+    assert _html_text(message_of(student)) in _feedback(graded, student), student
 
 
 def _html_text(text):
