@@ -121,7 +121,10 @@ def _forward_backward(model, watch, seed, x, what):
         raise TypeError(f"{what}'s forward returned a {type(out).__name__}, not a tensor")
     g = np.random.default_rng([int(seed), 1]).standard_normal(tuple(out.shape))
     if out.requires_grad:
-        watch(out.backward, torch.from_numpy(g).to(out.dtype))
+        # a scalar loss: backward(gradient=g) would import sympy on first use, seconds
+        # under the watch, in every forked child
+        loss = (out * torch.from_numpy(g).to(out.dtype)).sum()
+        watch(loss.backward)
     dx = xt.grad if xt.grad is not None else torch.zeros_like(xt)
     return out.detach().double().numpy().copy(), dx.detach().numpy().copy()
 
