@@ -186,7 +186,8 @@ MISTAKES = {
     "a4_inception_avgpool": ("InceptionBlock", INCEPTION.replace("nn.MaxPool2d(3",
                                                                  "nn.AvgPool2d(3")),
     "a4_residual_relu_before_add": ("ResidualBlock", RESIDUAL.replace(
-        "out = self.bn2(self.conv2(out))\n        out = out + identity\n        return self.relu(out)",
+        "out = self.bn2(self.conv2(out))\n        out = out + identity\n"
+        "        return self.relu(out)",
         "out = self.relu(self.bn2(self.conv2(out)))\n        return out + identity")),
     "a4_residual_no_final_relu": ("ResidualBlock", RESIDUAL.replace(
         "return self.relu(out)", "return out")),
@@ -245,8 +246,9 @@ def fill(functions=None, *, tasks=False, release=RELEASE, extra_cells=()):
         functions.update(task_kernels_code=TASK_KERNELS, task_head_code=TASK_HEAD)
         answers = [KERNELS_ANSWER, HEAD_ANSWER]
     for source in extra_cells:
-        nb["cells"].append({"cell_type": "code", "execution_count": None, "id": f"extra-{len(nb['cells'])}",
-                            "metadata": {}, "outputs": [], "source": source})
+        nb["cells"].append({"cell_type": "code", "execution_count": None,
+                            "id": f"extra-{len(nb['cells'])}", "metadata": {}, "outputs": [],
+                            "source": source})
     for cell in nb["cells"]:
         grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
         if grade_id in functions:
