@@ -385,3 +385,14 @@ def test_a_broken_function_costs_only_its_own_points(graded):
     text = _feedback(graded, "broken_b")
     assert "crashed" in text
     assert "returned a float" in text
+
+
+@pytest.mark.slow
+def test_the_score_table_has_a_column_per_graded_function(graded):
+    text = load_tool("grade_samples").table(graded, S.ASSIGNMENT)
+    header, *rows = text.splitlines()
+    assert header.split()[1:-2] == list(a4.FUNCTIONS)
+    assert [row.split()[0] for row in rows[:len(graded["students"])]] == graded["students"]
+    solution = next(row for row in rows if row.startswith("solution "))
+    assert solution.split()[-2:] == [f"{sum(map(sum, (c.values() for c in POINTS.values()))):g}",
+                                     "todo"]
