@@ -26,6 +26,14 @@ PROBES = {
     "correlate2d": [dict(image=[6, 6], kernel=[3, 3]), dict(image=[5, 7], kernel=[2, 3])],
     "conv2d": [dict(x=[2, 3, 7, 6], w=[4, 3, 3, 3], stride=2, padding=1),
                dict(x=[1, 2, 6, 6], w=[2, 2, 3, 3], stride=1, padding=0)],
+    # a5-transfer: small ResNets in every starting state, a width whose head is not 64 wide
+    "freeze_backbone": [dict(depth=8, width=8, classes=4, state=s)
+                        for s in ("trainable", "frozen", "head_frozen", "backbone_frozen")],
+    "replace_head": [dict(depth=8, width=8, classes=10, state="trainable", num_classes=3),
+                     dict(depth=8, width=4, classes=10, state="frozen", num_classes=4)],
+    "param_groups": [dict(depth=8, width=8, classes=4, state=s, base_lr=1e-3, head_lr=1e-2)
+                     for s in ("trainable", "backbone_frozen")],
+    "predict": [dict(n=8)],
 }
 
 
