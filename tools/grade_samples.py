@@ -265,11 +265,23 @@ def autograde_with_workers(course, assignment, students, workers):
                                  stdout=log, stderr="")
 
 
+def prepare(assignment):
+    """What grading the assignment needs on this machine first: its spec module's
+    ``prepare()`` when it has one (a5-transfer: the pre-trained network in the weight cache,
+    which the grading sandbox shows read-only)."""
+    from cnnlib.grading import specs
+
+    step = getattr(specs.load(assignment), "prepare", None)
+    if step is not None:
+        step()
+
+
 def grade_all(course, submissions, assignment, workers=1):
     """The whole flow; return a dict with scores, problems, leaks and timings. With
     ``workers`` > 1, autograde runs in that many worker processes (one gradebook)."""
     timings = {}
     students = submit(course, submissions, assignment)
+    prepare(assignment)
     start = time.perf_counter()
     if workers > 1:
         autograde = autograde_with_workers(course, assignment, students, workers)

@@ -34,6 +34,16 @@ _DENIED = ("cnnlib.torch.transfer", "cnnlib.torch.train", "torchvision", "timm")
 STATES = ("trainable", "frozen", "head_frozen", "backbone_frozen")
 
 
+def prepare():
+    """Before grading: the course's pre-trained small ResNet in the weight cache (trained
+    there once if missing; the notebook's kernel sees the cache read-only and never trains
+    it). ``tools/grade_samples.py`` calls it; an instructor runs
+    ``python -m cnnlib.torch.pretrain`` once."""
+    from cnnlib.torch.pretrain import ensure_pretrained
+
+    return ensure_pretrained(progress=False)
+
+
 # --------------------------------------------------------------------------- the target task
 
 def target_images(n, seed):
