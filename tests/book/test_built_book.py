@@ -37,6 +37,9 @@ GRADED_DEFINITIONS = [
     "def maxpool2d_forward", "def maxpool2d_backward", "def avgpool2d_forward",
     "def avgpool2d_backward", "def conv2d_backward", "def pool2d_forward",
     "def pool2d_backward",
+    # a5-transfer (the library's replace_head and param_groups have other signatures)
+    "def freeze_backbone", "def replace_head(model, num_classes)",
+    "def param_groups(model, base_lr, head_lr)",
     # the library's multi-channel loop is the a1 solution in all but name
     "def conv2d_forward_naive", "def maxpool2d_forward_naive",
 ]

@@ -93,6 +93,7 @@ def graded(tmp_path_factory):
     finally:
         del os.environ["CNNLIB_GRADING_TIMEOUT"]
     result["points"] = points()
+    result["course"] = course
     return result
 
 
@@ -145,6 +146,12 @@ def test_broken_functions_cost_only_their_own_points(graded):
     text = feedback_text(graded, "crashing")
     assert "crashed" in text and "did not finish" in text
     assert "predict returned shape (400, 4)" in text
+
+
+def test_committed_release_is_current_and_hides_the_solution(graded):
+    release = load_tool("release")
+    assert release.differences(graded["course"], S.ASSIGNMENT) == []
+    assert release.scan_release(graded["course"], S.ASSIGNMENT) == []
 
 
 def test_feedback_shows_no_hidden_test(graded):
