@@ -270,7 +270,8 @@ def _global_diagnose(what):
 
 
 def _global_describe(c):
-    return f"x {_shape(c)} ({_dtype(c)})"
+    return (f"x {_shape(c)} ({_dtype(c)}"
+            + (", mostly negative values)" if c.get("shift", 0) < 0 else ")"))
 
 
 GLOBAL_AVGPOOL = FunctionSpec(
@@ -292,6 +293,12 @@ GLOBAL_AVGPOOL = FunctionSpec(
     needs=("global_avgpool_forward",),
 )
 
+def _all_negative(value, x):
+    if not (x.max(axis=(2, 3)) < 0).any():
+        raise ValueError("applies to maps whose values are all negative only")
+    return value
+
+
 GLOBAL_MAXPOOL = FunctionSpec(
     name="global_maxpool",
     signature="global_maxpool(x)",
@@ -306,6 +313,10 @@ GLOBAL_MAXPOOL = FunctionSpec(
                 lambda lib, a: _f64(a[0]).mean(axis=(2, 3))),
         Mistake("this is the largest absolute value of each map: a maximum keeps its sign",
                 lambda lib, a: np.abs(_f64(a[0])).max(axis=(2, 3))),
+        Mistake("the running maximum starts at 0, so a map whose values are all negative "
+                "gets 0: start from -inf or from the map's first value",
+                lambda lib, a: _all_negative(np.maximum(_f64(a[0]).max(axis=(2, 3)), 0.0),
+                                             a[0])),
     ),
     hints=(_FLOAT32_HINT,),
     needs=("global_maxpool_forward",),
@@ -388,9 +399,9 @@ GEM_POOL = FunctionSpec(
                 _finite(_gem_clamp_zero)),
     ),
     hints=(
-        Hint("it fails only when x has entries below eps, which is what GeM's clamp is for: "
-             "a negative number to a fractional power is NaN, so raise every entry to eps "
-             "first (np.maximum(x, eps))", lambda c: not c.get("positive")),
+        Hint("it fails only when x has entries below eps: GeM without the clamp? entries "
+             "below eps must be raised to eps first (np.maximum(x, eps)), since a negative "
+             "number to a fractional power is NaN", lambda c: not c.get("positive")),
         _FLOAT32_HINT,
     ),
     needs=("gem_pool_forward",),

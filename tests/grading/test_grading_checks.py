@@ -33,7 +33,8 @@ _POOLS = [dict(x=[2, 3, 7, 6], kernel_size=3, stride=2, padding=1, shift=-1.0),
           dict(x=[1, 2, 7, 7], kernel_size=3, stride=1, padding=0)]
 PROBES.update({
     "maxpool2d": _POOLS, "avgpool2d": _POOLS,
-    "global_avgpool": [dict(x=[2, 3, 4, 5])], "global_maxpool": [dict(x=[2, 3, 4, 5])],
+    "global_avgpool": [dict(x=[2, 3, 4, 5])], "global_maxpool": [dict(x=[2, 3, 4, 5]),
+                                                        dict(x=[2, 3, 2, 2], shift=-1.5)],
     "gem_pool": [dict(x=[2, 3, 4, 4], p=2.0), dict(x=[2, 3, 4, 4], p=2.0, eps=0.5),
                  dict(x=[2, 3, 4, 4], p=4.0, positive=True)],
     "relu": [dict(x=[3, 4])],
