@@ -219,12 +219,12 @@ def test_broken_functions_cost_only_their_own_points(graded):
     got = by_function(graded["scores"]["broken"])
     assert got == {f: 0 if f in S.BROKEN else v for f, v in FUNCS.items()}
     failed = errors(graded, "broken")
-    first = {f: next(t for g, t in failed.items() if g.startswith(f"test_{f}_"))
-             for f in S.BROKEN}
-    assert "relu is not defined" in first["relu"]
-    assert "TypeError" in first["softmax"]
-    assert "(N, C)" in first["global_avgpool"]
-    assert "dtype" in first["flatten"] or "integer" in first["flatten"]
-    assert "NaN" in first["elu"]
-    assert "did not finish" in first["leaky_relu"]
-    assert "crashed" in first["sigmoid"]
+    said = {f: "\n".join(t for g, t in failed.items() if g.startswith(f"test_{f}_"))
+            for f in S.BROKEN}
+    assert "relu is not defined" in said["relu"]
+    assert "TypeError" in said["softmax"]
+    assert "return (N, C)" in said["global_avgpool"]
+    assert "integer dtype" in said["flatten"]
+    assert "NaN" in said["elu"]
+    assert "did not finish" in said["leaky_relu"]
+    assert "crashed" in said["sigmoid"]
