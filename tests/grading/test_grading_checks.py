@@ -300,3 +300,20 @@ def test_an_assignment_may_give_its_cells_more_time():
 
     assert specs.cell_timeout(specs.load("a1")) == specs.DEFAULT_CELL_TIMEOUT == 60
     assert specs.cell_timeout(types.SimpleNamespace(CELL_TIMEOUT=180)) == 180
+
+
+def test_a_non_finite_result_is_diagnosed_by_the_spec_first():
+    import dataclasses
+
+    spec = dataclasses.replace(SCALAR, name="vec", returns="array",
+                               reference=lambda lib, args: np.exp(args[0]),
+                               diagnose=lambda lib, args, value, ref: (
+                                   "exp overflows for large inputs" if np.isinf(value).any()
+                                   else None))
+    configs, calls = checks.make_inputs(spec, 5, [{"x": [3]}])
+    big = np.array([1.0, np.inf, 2.0])
+    passed, report = checks.judge(spec, lib, configs, calls, [ok(big)])
+    assert not passed and "exp overflows" in report
+    plain = dataclasses.replace(spec, diagnose=None)
+    passed, report = checks.judge(plain, lib, configs, calls, [ok(big)])
+    assert not passed and "NaN or infinity" in report
