@@ -218,9 +218,9 @@ def numerical_gradient(f, x):
     return np.zeros_like(x)
 '''
 NUMGRAD_NAN = NUMGRAD.replace("    return grad\n", "    grad[...] = np.nan\n    return grad\n")
-AVGPOOL_INT = AVGPOOL.replace("dxp = np.zeros((N, C, H + 2 * p, W + 2 * p))",
-                              "dxp = np.zeros((N, C, H + 2 * p, W + 2 * p), dtype=int)")
-AVGPOOL_PADDED_SHAPE = AVGPOOL.replace("return dxp[:, :, p:p + H, p:p + W]", "return dxp")
+AVGPOOL_INT = AVGPOOL.replace("return dxp[:, :, p:p + H, p:p + W]",
+                              "return dxp[:, :, p:p + H, p:p + W].astype(int)")
+AVGPOOL_DOUT_SHAPE = AVGPOOL.replace("return dxp[:, :, p:p + H, p:p + W]", "return dout / (k * k)")
 AVGPOOL_MISSING = "# avgpool2d_backward: not done yet\n"
 
 # Two functions that training does not use, broken in several ways: each costs its own
@@ -232,7 +232,7 @@ BROKEN = {
                      "numerical_gradient": NUMGRAD_NAN},
     "crash_and_dtype": {"avgpool2d_backward": AVGPOOL_INT,
                         "numerical_gradient": SEGFAULT.format(name="numerical_gradient")},
-    "shape": {"avgpool2d_backward": AVGPOOL_PADDED_SHAPE, "numerical_gradient": NUMGRAD},
+    "shape": {"avgpool2d_backward": AVGPOOL_DOUT_SHAPE, "numerical_gradient": NUMGRAD},
 }
 
 # A student who loops over every image, filter and output position: the slowest honest
