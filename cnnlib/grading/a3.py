@@ -11,6 +11,8 @@ forward pass to get its cache and call the library's backward pass with it.
 
 from __future__ import annotations
 
+import builtins
+
 import numpy as np
 
 from .checks import close
@@ -520,7 +522,7 @@ def make_f(name, p):
     """The function ``f(x)`` called ``name`` with parameter array ``p`` (see F_SOURCES)."""
     if name not in F_SOURCES:
         raise ValueError(f"unknown function {name!r}; expected one of {sorted(F_SOURCES)}")
-    namespace = {"__name__": "a3_function_f", "__builtins__": {}, "np": np, "p": p}
+    namespace = {"__name__": "a3_function_f", "__builtins__": builtins, "np": np, "p": p}
     exec(compile(F_SOURCES[name], F_FILENAME, "exec"), namespace)  # noqa: S102 - fixed source
     return namespace["f"]
 
@@ -586,7 +588,7 @@ NUMERICAL_GRADIENT = FunctionSpec(
     inputs=_ng_inputs,
     adapter=numerical_gradient_adapter,
     reference=_ng_ref,
-    describe=lambda c: (f"f = {c['f']}, x {tuple(c['x'])}, h={c.get('h', 1e-5):g}"),
+    describe=lambda c: f"f = {c['f']}, x {tuple(c['x'])}, h={c.get('h', 1e-5):.0e}",
     deny=_deny("perturb x and call f yourself"),
     mistakes=(
         Mistake("the difference is divided by h: the central difference (f(x + h) - f(x - h)) "
