@@ -218,21 +218,18 @@ def numerical_gradient(f, x):
     return np.zeros_like(x)
 '''
 NUMGRAD_NAN = NUMGRAD.replace("    return grad\n", "    grad[...] = np.nan\n    return grad\n")
-AVGPOOL_INT = AVGPOOL.replace("return dxp[:, :, p:p + H, p:p + W]",
-                              "return dxp[:, :, p:p + H, p:p + W].astype(int)")
 AVGPOOL_DOUT_SHAPE = AVGPOOL.replace("return dxp[:, :, p:p + H, p:p + W]", "return dout / (k * k)")
 AVGPOOL_MISSING = "# avgpool2d_backward: not done yet\n"
 
-# Two functions that training does not use, broken in several ways: each costs its own
-# points only.
+# Two functions that training does not use, broken in several ways (missing, a wrong
+# signature, a hang, NaN, a crash, a wrong shape): each costs its own points only.
 BROKEN = {
     "missing_and_signature": {"avgpool2d_backward": AVGPOOL_MISSING,
                               "numerical_gradient": NUMGRAD_NO_DOUT_ARG},
     "hang_and_nan": {"avgpool2d_backward": HANG.format(name="avgpool2d_backward"),
                      "numerical_gradient": NUMGRAD_NAN},
-    "crash_and_dtype": {"avgpool2d_backward": AVGPOOL_INT,
+    "crash_and_shape": {"avgpool2d_backward": AVGPOOL_DOUT_SHAPE,
                         "numerical_gradient": SEGFAULT.format(name="numerical_gradient")},
-    "shape": {"avgpool2d_backward": AVGPOOL_DOUT_SHAPE, "numerical_gradient": NUMGRAD},
 }
 
 # A student who loops over every image, filter and output position: the slowest honest
