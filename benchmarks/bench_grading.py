@@ -26,6 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENT = "a1-convolution"
 GOAL_ONE = 20.0
+# Seconds one submission may take, everything included (issue goals per assignment).
+GOALS = {"a1-convolution": 20.0, "a2-pooling": 20.0, "a3-backprop": 20.0,
+         "a4-architectures": 45.0, "a5-transfer": 90.0}
 
 
 def _tools():
@@ -119,6 +122,35 @@ def main():
     print(f"one submission, nbgrader's in-kernel Execute:    {t_in_kernel:6.1f} s   "
           f"(score {in_kernel_scores:g} vs {scores['alice_complete']['total']:g})")
     print(f"trusted / in-kernel: {t_one / t_in_kernel:.2f}")
+    per_assignment(g, samples)
+
+
+def per_assignment(g, samples):
+    """One complete submission of every other assignment, graded alone with the real CLI
+    (the nbgrader start-up, about 5 s, included), against the assignment's goal."""
+    rows = []
+    for name in sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir()):
+        if name == ASSIGNMENT or not (samples / "alice_complete" / name).is_dir():
+            continue
+        with tempfile.TemporaryDirectory(prefix="cnn-bench-") as tmp:
+            course = g.make_course(Path(tmp) / "course", [name])
+            one = Path(tmp) / "one"
+            shutil.copytree(samples / "alice_complete" / name, one / "alice_complete" / name)
+            g.submit(course, one, name)
+            start = time.perf_counter()
+            proc = g.run_nbgrader(course, "autograde", name, "--force", check=False)
+            seconds = time.perf_counter() - start
+            row = g.scores(course, name).get("alice_complete", {})
+        goal = GOALS.get(name)
+        verdict = "" if goal is None else (f"(goal < {goal:.0f} s: "
+                                           f"{'met' if seconds < goal else 'NOT MET'})")
+        score = f"{row.get('total', 0):g}/{row.get('max', 0):g}" if row else "not graded"
+        if proc.returncode != 0:
+            score += " (autograde failed)"
+        rows.append(f"{name:<18} one complete submission: {seconds:6.1f} s, score {score} "
+                    f"{verdict}")
+    for row in rows:
+        print(row)
 
 
 if __name__ == "__main__":

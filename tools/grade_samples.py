@@ -16,7 +16,10 @@ Everything happens in a scratch copy of the course directory, so no real gradebo
 5. print the similarity report (``tools/similarity_report.py``: pairs of students, or a
    student and the library, whose code is nearly the same) and write ``similarity.csv``.
 
-Usage: ``python tools/grade_samples.py [--assignment a1-convolution] [--keep DIR]
+Every assignment in ``solutions/`` that has sample submissions is graded, one score table
+per assignment (columns: its graded functions, from its spec module in ``cnnlib/grading``).
+
+Usage: ``python tools/grade_samples.py [--assignment a1-convolution ...] [--keep DIR]
 [--workers N]`` (``make grade WORKERS=N``).
 """
 
@@ -199,15 +202,17 @@ def gradebook_url(course):
     return os.environ.get("GRADEBOOK_URL") or f"sqlite:///{Path(course) / 'gradebook.db'}"
 
 
-def exported(course):
-    """The rows of the course's ``grades.csv`` ({student: row}), with their status."""
+def exported(course, assignment=None):
+    """The rows of the course's ``grades.csv`` for one assignment (``{student: row}``, all
+    assignments' rows when there is only one), with their status."""
     import csv
 
     path = Path(course) / "grades.csv"
     if not path.exists():
         return {}
     with open(path, newline="", encoding="utf-8") as fh:
-        return {row["student_id"]: row for row in csv.DictReader(fh)}
+        return {row["student_id"]: row for row in csv.DictReader(fh)
+                if assignment is None or row.get("assignment") == assignment}
 
 
 def summary(result):
@@ -287,34 +292,46 @@ def grade_all(course, submissions, assignment, workers=1):
         "autograde_log": autograde.stdout + autograde.stderr,
         "feedback_log": feedback.stdout + feedback.stderr,
         "grades_csv": Path(course) / "grades.csv",
-        "export": exported(course),
+        "export": exported(course, assignment),
+        "assignment": assignment,
     }
 
 
-TABLE_COLUMNS = [
-    ("conv_output_size", "size"), ("pad2d", "pad"), ("correlate2d", "corr"), ("conv2d", "conv"),
-]
+def columns(assignment):
+    """The table's columns for an assignment: its graded functions, in the spec module's
+    order (a notebook's autograded cells are named ``test_<function>_<what>``)."""
+    from cnnlib.grading import specs
+
+    return list(specs.load(assignment).FUNCTIONS)
 
 
-def table(result):
-    """The score table: points per graded function, the total, and problems."""
-    rows = [f"{'student':<20}" + "".join(f"{short:>7}" for _, short in TABLE_COLUMNS)
+def table(result, assignment=None):
+    """The score table of one assignment: points per graded function, the autograded
+    total, the hand-graded tasks (``task_*`` cells; 'todo' while they wait), and problems."""
+    assignment = assignment or result.get("assignment") or "a1-convolution"
+    funcs = columns(assignment)
+    width = {f: max(6, len(f) + 1) for f in funcs}
+    name_width = max([20] + [len(s) + 2 for s in result["students"]])
+    rows = [f"{'student':<{name_width}}" + "".join(f"{f:>{width[f]}}" for f in funcs)
             + f"{'auto':>8}{'task':>6}"]
     export = result.get("export", {})
     for student in result["students"]:
         row = result["scores"].get(student)
         if row is None or export.get(student, {}).get("status") == "not graded":
-            rows.append(f"{student:<20}  not graded")
+            rows.append(f"{student:<{name_width}}  not graded")
             continue
-        cells = []
-        for func, _ in TABLE_COLUMNS:
-            cells.append(sum(v for k, v in row.items() if k.startswith(f"test_{func}_")
-                             and not isinstance(v, bool) and isinstance(v, (int, float))))
-        auto = sum(cells)
-        task = row.get("task_edges")
-        task_s = "-" if task is None else "todo" if row.get("task_edges:to-grade") else f"{task:g}"
-        rows.append(f"{student:<20}" + "".join(f"{c:>7g}" for c in cells)
-                    + f"{auto:>8g}{task_s:>6}")
+        cells = [sum(v for k, v in row.items() if k.startswith(f"test_{func}_")
+                     and not isinstance(v, bool) and isinstance(v, (int, float)))
+                 for func in funcs]
+        tasks = {k: v for k, v in row.items() if k.startswith("task_") and ":" not in k}
+        if not tasks:
+            task_s = "-"
+        elif any(row.get(f"{k}:to-grade") for k in tasks):
+            task_s = "todo"
+        else:
+            task_s = f"{sum(v or 0 for v in tasks.values()):g}"
+        rows.append(f"{student:<{name_width}}" + "".join(f"{c:>{width[f]}g}" for f, c in zip(
+            funcs, cells)) + f"{sum(cells):>8g}{task_s:>6}")
     for message in result["problems"].values():
         rows.append(f"problem: {message}")
     for student, reasons in result.get("review", {}).items():
@@ -322,9 +339,18 @@ def table(result):
     return "\n".join(rows)
 
 
+def assignments_with_samples(submissions):
+    """The assignments in ``solutions/`` that at least one sample student submitted."""
+    names = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
+    subs = Path(submissions)
+    return [a for a in names if any((d / a).is_dir() for d in subs.iterdir() if d.is_dir())]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--assignment", default="a1-convolution")
+    parser.add_argument("--assignment", action="append",
+                        help="grade only this assignment (repeatable); default: every "
+                             "assignment in solutions/ that has sample submissions")
     parser.add_argument("--submissions", default=str(ROOT / "examples" / "submissions"))
     parser.add_argument("--keep", help="use this directory as the scratch course and keep it")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WORKERS") or 1),
@@ -332,6 +358,11 @@ def main(argv=None):
                              "$WORKERS); more than one grades into a scratch PostgreSQL "
                              "gradebook when the server is installed")
     args = parser.parse_args(argv)
+    names = args.assignment or assignments_with_samples(args.submissions)
+    if not names:
+        print(f"no submissions found in {args.submissions}")
+        return 1
+    status = 0
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="cnn-grade-"))
         if args.workers > 1 and not os.environ.get("GRADEBOOK_URL"):
@@ -339,33 +370,43 @@ def main(argv=None):
         course = Path(args.keep) if args.keep else Path(tmp) / "course"
         if course.exists() and args.keep:
             shutil.rmtree(course)
-        make_course(course, [args.assignment])
-        result = grade_all(course, args.submissions, args.assignment, workers=args.workers)
-        print(table(result))
-        print(f"\nautograde {result['timings']['autograde']:.1f} s for "
-              f"{len(result['students'])} students ({args.workers} worker(s)); feedback "
-              f"{result['timings']['feedback']:.1f} s; task: 'todo' = waits for manual grading")
-        print(f"\n{result['grades_csv'].name}:\n{result['grades_csv'].read_text().strip()}")
-        print(summary(result))
-        if result["leaks"]:
-            print("HIDDEN TEST OR SOLUTION CODE IN FEEDBACK:", *result["leaks"], sep="\n  ")
-            return 1
-        print(f"feedback: {len(result['feedback'])} HTML files, no hidden-test code found")
-        if not result["students"]:
-            print("no submissions found")
-            return 1
-        print()
+        make_course(course, names)
+        for assignment in names:
+            status |= _grade_one(course, args, assignment)
+        print(f"\n{course / 'grades.csv' if args.keep else 'grades.csv'} (every assignment):\n"
+              f"{(course / 'grades.csv').read_text().strip()}")
         if args.keep:
-            similarity_report(course, args.assignment)
             print(f"\nthe scratch course is kept in {course.resolve()}")
         else:
-            # the scratch course goes at exit: name its files, not their deleted paths
-            out = io.StringIO()
-            with contextlib.redirect_stdout(out):
-                similarity_report(course, args.assignment)
-            print(out.getvalue().replace(f"{course}{os.sep}", "").rstrip())
             print("\nThe scratch course (grades.csv, similarity.csv, feedback) is deleted now; "
                   "--keep DIR keeps it.")
+    return status
+
+
+def _grade_one(course, args, assignment):
+    """Grade one assignment's samples and print its table; 1 when feedback leaks."""
+    print(f"\n=== {assignment} ===")
+    result = grade_all(course, args.submissions, assignment, workers=args.workers)
+    print(table(result, assignment))
+    n = len(result["students"])
+    print(f"\nautograde {result['timings']['autograde']:.1f} s for {n} students "
+          f"({result['timings']['autograde'] / max(n, 1):.1f} s each, {args.workers} "
+          f"worker(s)); feedback {result['timings']['feedback']:.1f} s; task: 'todo' = waits "
+          "for manual grading")
+    print(summary(result))
+    if result["leaks"]:
+        print("HIDDEN TEST OR SOLUTION CODE IN FEEDBACK:", *result["leaks"], sep="\n  ")
+        return 1
+    print(f"feedback: {len(result['feedback'])} HTML files, no hidden-test code found")
+    print()
+    if args.keep:
+        similarity_report(course, assignment)
+    else:
+        # the scratch course goes at exit: name its files, not their deleted paths
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            similarity_report(course, assignment)
+        print(out.getvalue().replace(f"{course}{os.sep}", "").rstrip())
     return 0
 
 

@@ -17,7 +17,8 @@ import math
 
 import numpy as np
 
-__all__ = ["make_inputs", "judge", "judge_expected", "close", "RTOL", "ATOL"]
+__all__ = ["make_inputs", "judge", "judge_expected", "close", "comparable", "same_result",
+           "RTOL", "ATOL"]
 
 # float32 answers must pass (a sum of a few hundred float32 products is good to ~1e-6
 # relative), while every known mistake moves values by O(1).
@@ -63,6 +64,35 @@ def make_inputs(spec, seed, cases, random=0):
 
 # --------------------------------------------------------------------------- one call
 
+def _same(kind, a, b):
+    """Whether two values of one result kind agree (within the tolerance for floats)."""
+    if kind == "int":
+        return type(a) is type(b) and a == b
+    if kind == "float":
+        try:
+            return close(float(a), float(b))
+        except (TypeError, ValueError):
+            return False
+    return np.shape(a) == np.shape(b) and close(a, b)
+
+
+def comparable(spec, a, b):
+    """Whether two results have the same structure (kind, tuple length, array shapes)."""
+    if not spec.is_tuple:
+        return spec.returns != "array" or np.shape(a) == np.shape(b)
+    return (isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b)
+            == len(spec.returns) and all(k != "array" or np.shape(x) == np.shape(y)
+                                         for k, x, y in zip(spec.returns, a, b)))
+
+
+def same_result(spec, a, b):
+    """Whether two whole results (tuples compared part by part) agree."""
+    if not spec.is_tuple:
+        return _same(spec.returns, a, b)
+    return (isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b)
+            == len(spec.returns) and all(_same(k, x, y) for k, x, y in zip(spec.returns, a, b)))
+
+
 def _mistake(spec, lib, args, value, ref):
     """The first known mistake ``value`` looks like, or None."""
     if spec.diagnose is not None:
@@ -78,41 +108,126 @@ def _mistake(spec, lib, args, value, ref):
             if wrong != ref and value == wrong:
                 return mistake.message
             continue
+        if spec.is_tuple:
+            try:
+                if (not same_result(spec, wrong, ref) and isinstance(value, tuple)
+                        and len(value) == len(wrong) and all(
+                            _same(k, v, w) for k, v, w in zip(spec.returns, value, wrong))):
+                    return mistake.message
+            except (TypeError, ValueError):
+                continue
+            continue
+        if spec.returns == "float":
+            try:
+                if not close(float(wrong), float(ref)) and close(float(value), float(wrong)):
+                    return mistake.message
+            except (TypeError, ValueError):
+                pass
+            continue
         wrong = np.asarray(wrong)
         if wrong.shape == np.shape(ref) and not close(wrong, ref) and close(value, wrong):
             return mistake.message
     return None
 
 
+def _failure(spec, outcome):
+    """The message for a call that returned no value."""
+    kind = outcome["kind"]
+    if kind == "badtype" and spec.returns == "int" and str(outcome.get("type", "")).startswith(
+            ("float", "numpy.float")):
+        return f"returned a float; {spec.name} returns an int (use // for the division)"
+    detail = outcome.get("detail", kind)
+    if kind == "raised" and spec.explain_error is not None:
+        extra = spec.explain_error(detail)
+        if extra:
+            detail += f" ({extra})"
+    return detail
+
+
+def _compare_int(spec, lib, args, value, desc, ref):
+    name = spec.name
+    if desc["kind"] == "float":
+        if value == ref:
+            return False, f"returned a float; {name} returns an int (use // for the division)"
+        floor = math.floor(value) if math.isfinite(value) else None
+        return False, ("returned a float: use integer (floor) division //; "
+                       + ((_mistake(spec, lib, args, floor, ref) if floor is not None
+                           else None) or "the value differs"))
+    if desc["kind"] != "int":
+        return False, f"returned {desc['kind']}; {name} returns an int"
+    if value == ref:
+        return True, ""
+    return False, (_mistake(spec, lib, args, value, ref)
+                   or "the value differs from the reference")
+
+
+def _as_float(value, desc):
+    """A float result as a Python float, or None (an int or a 0-d float array counts)."""
+    if desc["kind"] in ("float", "int"):
+        return float(value)
+    if desc["kind"] == "array" and value.ndim == 0 and value.dtype.kind == "f":
+        return float(value)
+    return None
+
+
+def _part_problem(kind, what, value, desc, ref):
+    """Why one value (a whole result, or one element of a tuple) is wrong, or None."""
+    if kind == "int":
+        if desc["kind"] != "int":
+            return f"{what} is {desc['kind']}, not an int"
+        return None if value == ref else f"{what} differs from the reference"
+    if kind == "float":
+        f = _as_float(value, desc)
+        if f is None:
+            shape = f" of shape {tuple(value.shape)}" if desc["kind"] == "array" else ""
+            return f"{what} is {desc['kind']}{shape}, not a number (a float)"
+        if not math.isfinite(f):
+            return f"{what} is {f}"
+        return None if close(f, float(ref)) else f"{what} differs from the reference"
+    if desc["kind"] != "array":
+        return f"{what} is {desc['kind']}, not a numpy.ndarray"
+    if value.shape != np.shape(ref):
+        return f"{what} has shape {value.shape}, expected {np.shape(ref)}"
+    if value.dtype.kind != "f":
+        return f"{what} has dtype {value.dtype}; it must be a floating array"
+    if not np.isfinite(value.astype(np.float64)).all():
+        return f"{what} contains NaN or infinity (uninitialised memory from np.empty?)"
+    return None if close(value, ref) else f"{what} differs from the reference"
+
+
+def _compare_tuple(spec, lib, args, value, desc, ref):
+    n = len(spec.returns)
+    if desc["kind"] != "tuple":
+        return False, (f"returned {desc['kind']}; {spec.name} returns a tuple "
+                       f"({', '.join(spec.parts)})")
+    if len(value) != n:
+        return False, (f"returned a tuple of {len(value)} elements; {spec.name} returns "
+                       f"{n} ({', '.join(spec.parts)})")
+    problems = [p for p in (_part_problem(k, name, v, d, r) for k, name, v, d, r in zip(
+        spec.returns, spec.parts, value, desc["items"], ref)) if p]
+    if not problems:
+        return True, ""
+    mistake = _mistake(spec, lib, args, value, ref)
+    return False, "; ".join(problems) + (f": {mistake}" if mistake else "")
+
+
 def _compare(spec, lib, args, outcome, ref):
     """(ok, message) for one call."""
-    name = spec.name
-    kind = outcome["kind"]
-    if kind != "ok":
-        if kind == "badtype" and spec.returns == "int" and str(outcome.get("type", "")).startswith(
-                ("float", "numpy.float")):
-            return False, f"returned a float; {name} returns an int (use // for the division)"
-        detail = outcome.get("detail", kind)
-        if kind == "raised" and spec.explain_error is not None:
-            extra = spec.explain_error(detail)
-            if extra:
-                detail += f" ({extra})"
-        return False, detail
+    if outcome["kind"] != "ok":
+        return False, _failure(spec, outcome)
     value, desc = outcome["value"], outcome["desc"]
     if spec.returns == "int":
-        if desc["kind"] == "float":
-            if value == ref:
-                return False, f"returned a float; {name} returns an int (use // for the division)"
-            floor = math.floor(value) if math.isfinite(value) else None
-            return False, ("returned a float: use integer (floor) division //; "
-                           + ((_mistake(spec, lib, args, floor, ref) if floor is not None
-                               else None) or "the value differs"))
-        if desc["kind"] != "int":
-            return False, f"returned {desc['kind']}; {name} returns an int"
-        if value == ref:
+        return _compare_int(spec, lib, args, value, desc, ref)
+    if spec.is_tuple:
+        return _compare_tuple(spec, lib, args, value, desc, ref)
+    if spec.returns == "float":
+        problem = _part_problem("float", "the result", value, desc, ref)
+        if problem is None:
             return True, ""
-        return False, (_mistake(spec, lib, args, value, ref)
-                       or "the value differs from the reference")
+        mistake = _mistake(spec, lib, args, _as_float(value, desc), ref) if _as_float(
+            value, desc) is not None else None
+        return False, problem + (f": {mistake}" if mistake else "")
+    name = spec.name
     if desc["kind"] != "array":
         return False, f"returned {desc['kind']}; {name} returns a numpy.ndarray"
     if value.dtype.kind != "f":
@@ -179,11 +294,17 @@ def judge_expected(spec, outcomes, expected, labels):
     """Compare outcomes with values written in a visible check (the worked examples)."""
     lines = []
     for outcome, want, label in zip(outcomes, expected, labels):
-        want = np.asarray(want) if not isinstance(want, int) else want
+        if not (isinstance(want, (int, tuple)) or spec.returns == "float"):
+            want = np.asarray(want)
         if outcome["kind"] != "ok":
             lines.append(f"- {label}: {outcome.get('detail', outcome['kind'])}")
             continue
         value, desc = outcome["value"], outcome["desc"]
+        if spec.is_tuple or spec.returns == "float":
+            problem = _expected_problem(spec, value, desc, want)
+            if problem:
+                lines.append(f"- {label}: {problem}")
+            continue
         if isinstance(want, int):
             if desc["kind"] != "int" or value != want:
                 lines.append(f"- {label}: got {value!r}, expected {want}")
@@ -197,3 +318,15 @@ def judge_expected(spec, outcomes, expected, labels):
     if lines:
         return False, f"{spec.name} fails the visible checks:\n" + "\n".join(lines)
     return True, f"{spec.name}: visible checks pass"
+
+
+def _expected_problem(spec, value, desc, want):
+    """Why a float or tuple result differs from a worked example, or None."""
+    if not spec.is_tuple:
+        return _part_problem("float", "the result", value, desc, want)
+    if desc["kind"] != "tuple" or len(value) != len(spec.returns):
+        return f"returned {desc['kind']}, expected a tuple ({', '.join(spec.parts)})"
+    problems = [p for p in (_part_problem(k, name, v, d, np.asarray(w) if k == "array" else w)
+                            for k, name, v, d, w in zip(spec.returns, spec.parts, value,
+                                                        desc["items"], want)) if p]
+    return "; ".join(problems).replace("the reference", "the worked example") or None

@@ -88,7 +88,9 @@ class Grader:
             raise GradingError(f"the reference library {name} lacks {', '.join(missing)}")
         self._start_server(lib)
         if os.environ.get("NBGRADER_EXECUTION") == "autograde":
-            _guard_kernel(float(os.environ.get("CNNLIB_GRADING_CELL_TIMEOUT", 45)))
+            # below the grader's own limit per cell (60 s, or the assignment's CELL_TIMEOUT)
+            limit = 0.75 * max(specs.cell_timeout(m) for m in modules)
+            _guard_kernel(float(os.environ.get("CNNLIB_GRADING_CELL_TIMEOUT", limit)))
 
     # ----------------------------------------------------------------- setup checks
     @staticmethod
@@ -180,8 +182,9 @@ class Grader:
             raise _AssertionError(str(exc.args[0])) from None
 
     def _run(self, op, fn, calls, timeout):
-        return run_cases(fn, calls, deny=self._spec(op).deny(), timeout=timeout or self.timeout,
-                         close_fds=self._private_fds())
+        spec = self._spec(op)
+        return run_cases(fn, calls, deny=spec.deny(), timeout=timeout or self.timeout,
+                         close_fds=self._private_fds(), adapter=spec.adapter)
 
     def check(self, op, fn, *, seed, cases=(), random=0, timeout=None):
         """Hidden check: compare ``fn`` with the reference on generated inputs.
@@ -218,7 +221,7 @@ class Grader:
         descs = []
         for value in expected:
             desc, vb = encode_value(value)
-            desc["_blob"] = len(blobs)
+            desc["_first"], desc["_nblobs"] = len(blobs), len(vb)
             blobs.extend(vb)
             descs.append(desc)
         header["expected"] = descs
@@ -286,6 +289,7 @@ def _encode_outcomes(header, outcomes):
         item = {k: v for k, v in o.items() if k not in ("value", "blobs")}
         if o["kind"] == "ok":
             item["_blob"] = len(blobs)
+            item["_nblobs"] = len(o.get("blobs", []))
             blobs.extend(o.get("blobs", []))
         items.append(item)
     return dict(header, outcomes=items), blobs
@@ -347,8 +351,7 @@ def _handle(lib, checks, sessions, assignment, header, blobs):
         outcomes = _decode_outcomes(header["outcomes"], blobs)
         expected = []
         for d in header["expected"]:
-            v = sandbox.decode_value(d, blobs[d["_blob"]:d["_blob"] + 1] if d.get(
-                "kind") == "array" else [])
+            v = sandbox.decode_value(d, blobs[d["_first"]:d["_first"] + d["_nblobs"]])
             expected.append(v)
         passed, report = checks.judge_expected(specs.find(header["op"], assignment), outcomes,
                                                expected,
@@ -363,7 +366,6 @@ def _decode_outcomes(items, blobs):
         o = dict(item)
         if o["kind"] == "ok":
             d = o["desc"]
-            o["value"] = sandbox.decode_value(d, blobs[o["_blob"]:o["_blob"] + 1]
-                                              if d.get("kind") == "array" else [])
+            o["value"] = sandbox.decode_value(d, blobs[o["_blob"]:o["_blob"] + o["_nblobs"]])
         outcomes.append(o)
     return outcomes

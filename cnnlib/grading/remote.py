@@ -25,6 +25,7 @@ MAX_ANSWER_CHARS = 64 * 1024 * 1024  # one answer, all results together, as JSON
 MAX_ELEMENTS = 4 * 1024 * 1024  # one returned array
 MAX_NDIM = 8
 MAX_DETAIL = 500
+MAX_PARTS = 16  # elements of a tuple result
 KINDS = {"ok", "raised", "denied", "badtype", "timeout", "crashed", "exited", "skipped",
          "missing"}
 CALL_NAME = "__cnnlib_grading_call__"
@@ -89,11 +90,11 @@ def install(namespace):
             what = "not defined" if fn is None else f"a {type(fn).__name__}, not a function"
             outcomes = [{"kind": "missing", "detail": f"{name} is {what} in the notebook"}] * n
         else:
-            deny = specs.find(req["op"], req.get("assignment")).deny()
+            spec = specs.find(req["op"], req.get("assignment"))
             calls = [(tuple(_decode_arg(a) for a in args), {}) for args in req["calls"]]
             outcomes = [_encode_outcome(o) for o in run_cases(
-                fn, calls, deny=deny, timeout=req["timeout"],
-                cpu_seconds=int(req["timeout"]) + 2)]
+                fn, calls, deny=spec.deny(), timeout=req["timeout"],
+                cpu_seconds=int(req["timeout"]) + 2, adapter=spec.adapter)]
         namespace[RESULT_NAME] = json.dumps(outcomes)
 
     namespace[CALL_NAME] = call
@@ -105,12 +106,17 @@ def _encode_outcome(o):
     if "type" in o:
         out["type"] = str(o["type"])[:200]
     if o["kind"] == "ok":
-        if o["desc"].get("kind") == "array":
-            out["npy"] = _npy(o["value"])
+        if o["desc"].get("kind") == "tuple":
+            out["items"] = [_encode_plain(v, d) for v, d in zip(o["value"], o["desc"]["items"])]
         else:
-            out["py"] = o["value"]
-            out["py_kind"] = o["desc"].get("kind")
+            out.update(_encode_plain(o["value"], o["desc"]))
     return out
+
+
+def _encode_plain(value, desc):
+    if desc.get("kind") == "array":
+        return {"npy": _npy(value)}
+    return {"py": value, "py_kind": desc.get("kind")}
 
 
 # --------------------------------------------------------------------------- grader side
@@ -119,7 +125,8 @@ def decode_outcomes(text, n_calls):
     """Outcomes for the judge from the kernel's answer, or ValueError.
 
     Trusts nothing: the answer's size, its structure, each kind, each type and each array
-    is checked; an ``ok`` value is an int, a float, None or a numeric ``ndarray``.
+    is checked; an ``ok`` value is an int, a float, None, a numeric ``ndarray``, or a
+    tuple of at most 16 of those.
     """
     if not isinstance(text, str) or len(text) > MAX_ANSWER_CHARS:
         raise ValueError("the answer is missing or too large")
@@ -139,23 +146,36 @@ def decode_outcomes(text, n_calls):
                 o["type"] = item["type"][:200]
             outcomes.append(o)
             continue
-        if "npy" in item:
-            value = _from_npy(item["npy"])
-            value.setflags(write=False)
-            desc = {"kind": "array", "dtype": value.dtype.str, "shape": list(value.shape)}
+        if "items" in item:
+            parts = item["items"]
+            if type(parts) is not list or len(parts) > MAX_PARTS:
+                raise ValueError("malformed tuple")
+            decoded = [_decode_plain(part) for part in parts]
+            value = tuple(v for v, _ in decoded)
+            desc = {"kind": "tuple", "items": [d for _, d in decoded]}
         else:
-            value, kind_name = item.get("py"), item.get("py_kind")
-            if type(value) is int and kind_name == "int":
-                desc = {"kind": "int", "value": value}
-            elif type(value) in (int, float) and kind_name == "float":
-                value = float(value)
-                desc = {"kind": "float", "value": value}
-            elif type(value) is str and kind_name == "float" and value in ("nan", "inf", "-inf"):
-                value = float(value)
-                desc = {"kind": "float", "value": value}
-            elif value is None and kind_name == "none":
-                desc = {"kind": "none"}
-            else:
-                raise ValueError("malformed value")
+            value, desc = _decode_plain(item)
         outcomes.append({"kind": "ok", "value": value, "desc": desc})
     return outcomes
+
+
+def _decode_plain(item):
+    """(value, desc) of one plain result: a numeric array, an int, a float or None."""
+    if type(item) is not dict:
+        raise ValueError("malformed value")
+    if "npy" in item:
+        if type(item["npy"]) is not str:
+            raise ValueError("malformed array")
+        value = _from_npy(item["npy"])
+        value.setflags(write=False)
+        return value, {"kind": "array", "dtype": value.dtype.str, "shape": list(value.shape)}
+    value, kind_name = item.get("py"), item.get("py_kind")
+    if type(value) is int and kind_name == "int":
+        return value, {"kind": "int", "value": value}
+    if type(value) in (int, float) and kind_name == "float":
+        return float(value), {"kind": "float", "value": float(value)}
+    if type(value) is str and kind_name == "float" and value in ("nan", "inf", "-inf"):
+        return float(value), {"kind": "float", "value": float(value)}
+    if value is None and kind_name == "none":
+        return None, {"kind": "none"}
+    raise ValueError("malformed value")

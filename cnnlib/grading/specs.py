@@ -5,7 +5,10 @@ An assignment's spec module (``cnnlib/grading/a1.py`` for ``a1-convolution``) de
 ``ASSIGNMENT``
     the assignment's name in ``solutions/`` (``"a1-convolution"``);
 ``FUNCTIONS``
-    ``{name: FunctionSpec}``, one entry per graded function.
+    ``{name: FunctionSpec}``, one entry per graded function;
+``CELL_TIMEOUT`` (optional)
+    seconds a student cell may run while the notebook is graded (default 60): raise it for
+    a notebook whose own cells train a network.
 
 The harness (``harness``), the judge (``checks``), the sandbox and the trusted autograder
 (``trusted``) read these and know no assignment themselves. A spec holds machinery only:
@@ -21,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FunctionSpec", "Mistake", "Hint", "assignments", "load", "find"]
+__all__ = ["FunctionSpec", "Mistake", "Hint", "assignments", "load", "find", "cell_timeout"]
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,10 @@ class FunctionSpec:
     ----------
     name, signature : str
         ``"conv2d"`` and ``"conv2d(x, w, b, stride=1, padding=0)"``.
-    returns : {"int", "array"}
-        What a correct function returns (an ``int``, or a floating ``numpy.ndarray``).
+    returns : {"int", "float", "array"} or tuple of them
+        What a correct function returns: an ``int``, a ``float``, a floating
+        ``numpy.ndarray``, or a tuple of those (``("array", "array", "array")`` for
+        ``(dx, dw, db)``).
     inputs : callable ``(rng, case) -> tuple``
         The positional arguments for one configuration (a dict from the hidden cell),
         drawn from ``rng``, a ``numpy.random.Generator``.
@@ -75,6 +80,16 @@ class FunctionSpec:
     hints : sequence of Hint
     explain_error : callable ``(detail) -> str or None``, optional
         Extra words for an exception the function raised (``detail`` is its message).
+    parts : tuple of str
+        For a tuple result, the name of each element (``("dx", "dw", "db")``), used in
+        messages.
+    adapter : callable ``(student, watch, *args) -> value``, optional
+        Runs in the student's kernel instead of ``student(*args)``, for what cannot cross
+        as plain data: it builds the arguments (a torch module, a callable) from the plain
+        ``args``, calls the student's code through ``watch(f, *a, **kw)`` (only that runs
+        under the deny list) and returns plain values (int, float, array, or a tuple of
+        them). It must be a module-level function of the spec module: the kernel imports
+        the spec module by name. The grader never runs it on student code.
     """
 
     name: str
@@ -90,11 +105,37 @@ class FunctionSpec:
     hints: tuple = ()
     explain_error: Callable | None = None
     needs: tuple = field(default=())  # names the reference library must provide
+    parts: tuple = ()
+    adapter: Callable | None = None
 
     def __post_init__(self):
-        if self.returns not in ("int", "array"):
-            raise ValueError(f"FunctionSpec {self.name}: returns must be 'int' or 'array', "
-                             f"got {self.returns!r}")
+        kinds = self.returns if isinstance(self.returns, tuple) else (self.returns,)
+        if not kinds or any(k not in RETURN_KINDS for k in kinds):
+            raise ValueError(f"FunctionSpec {self.name}: returns must be one of "
+                             f"{RETURN_KINDS} or a tuple of them, got {self.returns!r}")
+        if isinstance(self.returns, tuple):
+            if len(self.parts) != len(self.returns):
+                raise ValueError(f"FunctionSpec {self.name}: a tuple result needs one name "
+                                 f"per element in parts, got {self.parts!r} for "
+                                 f"{self.returns!r}")
+        elif self.parts:
+            raise ValueError(f"FunctionSpec {self.name}: parts names the elements of a tuple "
+                             "result; returns is not a tuple")
+
+    @property
+    def is_tuple(self):
+        return isinstance(self.returns, tuple)
+
+
+RETURN_KINDS = ("int", "float", "array")
+DEFAULT_CELL_TIMEOUT = 60.0
+
+
+def cell_timeout(module):
+    """Seconds one student cell of this assignment may run while it is graded: the spec
+    module's ``CELL_TIMEOUT`` (for an assignment whose notebook trains a network), else
+    60."""
+    return float(getattr(module, "CELL_TIMEOUT", DEFAULT_CELL_TIMEOUT))
 
 
 _SPEC_MODULE = re.compile(r"^a\d+$")

@@ -431,7 +431,8 @@ class TrustedExecute(NbGraderPreprocessor):
     """Execute a submission in a sandboxed kernel and judge its tests in this process."""
 
     enabled = Bool(True).tag(config=True)
-    timeout = Integer(60, help="Seconds a student cell may run in the kernel.").tag(config=True)
+    timeout = Integer(60, help=("Seconds a student cell may run in the kernel (an assignment's "
+                                "spec module may allow more: CELL_TIMEOUT).")).tag(config=True)
     check_timeout = Float(10.0, help="Seconds the calls of one test cell may take together."
                           ).tag(config=True)
     max_output = Integer(1_000_000, help="Characters of output kept per cell.").tag(config=True)
@@ -484,6 +485,8 @@ class TrustedExecute(NbGraderPreprocessor):
             write_status(course, assignment, student, notebook, graded=False, reasons=[reason])
             raise RuntimeError(reason)
         module = specs.load(assignment)
+        # An assignment whose notebook trains a network gives its cells more time.
+        cell_timeout = max(float(self.timeout), specs.cell_timeout(module))
         # Which cells run here, and their text, come from the gradebook, never from the
         # notebook: a student can give any cell of theirs test-cell metadata.
         try:
@@ -519,7 +522,7 @@ class TrustedExecute(NbGraderPreprocessor):
                 count += 1
                 cell.execution_count = count
                 try:
-                    outputs, finished = kernel.execute(cell.source, timeout=self.timeout,
+                    outputs, finished = kernel.execute(cell.source, timeout=cell_timeout,
                                                        max_output=self.max_output)
                 except KernelLost as exc:
                     cell.outputs = [_error("KernelLost", f"{exc}; the kernel was restarted "
@@ -528,13 +531,13 @@ class TrustedExecute(NbGraderPreprocessor):
                     kernel.shutdown()
                     kernel.start()
                     for source in ran:
-                        kernel.execute(source, timeout=self.timeout, max_output=0)
+                        kernel.execute(source, timeout=cell_timeout, max_output=0)
                     continue
                 cell.outputs = outputs
                 if finished:
                     ran.append(cell.source)
                 else:
-                    notes.append(f"cell {count} was interrupted after {self.timeout} s")
+                    notes.append(f"cell {count} was interrupted after {cell_timeout:g} s")
             grader = TrustedGrader(kernel, module, lib, timeout=timeout)
             names = list(module.FUNCTIONS)
             for cell in nb.cells:
@@ -548,7 +551,7 @@ class TrustedExecute(NbGraderPreprocessor):
                         kernel.shutdown()
                         kernel.start()
                         for source in ran:
-                            kernel.execute(source, timeout=self.timeout, max_output=0)
+                            kernel.execute(source, timeout=cell_timeout, max_output=0)
         except KernelLost as exc:
             reasons.append(f"the kernel was lost and could not be restarted: {exc}")
         except Exception as exc:  # noqa: BLE001 - flagged, never a silent zero

@@ -109,7 +109,7 @@ def _first_case_showing(spec, mistake_index, seed=11):
             wrong = spec.mistakes[mistake_index].variant(lib, args)
         except Exception:  # noqa: BLE001 - does not apply here
             continue
-        if np.shape(wrong) != np.shape(ref) or checks.close(wrong, ref):
+        if not checks.comparable(spec, wrong, ref) or checks.same_result(spec, wrong, ref):
             continue
         earlier = []
         for m in spec.mistakes[:mistake_index]:
@@ -117,7 +117,7 @@ def _first_case_showing(spec, mistake_index, seed=11):
                 earlier.append(m.variant(lib, args))
             except Exception:  # noqa: BLE001
                 pass
-        if any(np.shape(e) == np.shape(wrong) and checks.close(e, wrong) for e in earlier):
+        if any(checks.same_result(spec, e, wrong) for e in earlier):
             continue
         return config, args, wrong
     return None
@@ -200,3 +200,97 @@ def test_visible_check_comparison():
     spec = specs.find("conv_output_size")
     passed, report = checks.judge_expected(spec, [ok(4), ok(6)], [4, 5], ["a", "b"])
     assert not passed and "b: got 6, expected 5" in report and "- a" not in report
+
+
+# --------------------------------------------------------------------------- result kinds
+# Specs made here, on plain data: a function returning (loss, grad) and one returning a float.
+
+def _pair_reference(lib, args):
+    (x,) = args
+    return float((x ** 2).sum()) / x.shape[0], 2 * x / x.shape[0]
+
+
+PAIR = specs.FunctionSpec(
+    name="pair", signature="pair(x)", returns=("float", "array"), parts=("loss", "dx"),
+    inputs=lambda rng, case: (rng.standard_normal(tuple(case["x"])),),
+    reference=_pair_reference,
+    describe=lambda case: f"x of shape {tuple(case['x'])}",
+    deny=lambda: None,
+    mistakes=(specs.Mistake("the mean over the batch is missing (divide by N)",
+                            lambda lib, args: (float((args[0] ** 2).sum()), 2 * args[0])),),
+)
+SCALAR = specs.FunctionSpec(
+    name="scalar", signature="scalar(x)", returns="float",
+    inputs=lambda rng, case: (rng.standard_normal(tuple(case["x"])),),
+    reference=lambda lib, args: float(args[0].sum()),
+    describe=lambda case: f"x of shape {tuple(case['x'])}", deny=lambda: None,
+    mistakes=(specs.Mistake("the sum runs over the first row only",
+                            lambda lib, args: float(args[0][0].sum())),),
+)
+
+
+def _judge(spec, value, shape=(4, 3)):
+    configs, calls = checks.make_inputs(spec, 5, [{"x": list(shape)}])
+    outcome = value(calls[0][0]) if callable(value) else value
+    return checks.judge(spec, lib, configs, calls, [outcome])
+
+
+def test_tuple_results_are_judged_part_by_part():
+    passed, report = _judge(PAIR, lambda args: ok(_pair_reference(lib, args)))
+    assert passed, report
+    loss_only = _judge(PAIR, lambda args: ok((_pair_reference(lib, args)[0], args[0])))
+    assert not loss_only[0] and "dx differs" in loss_only[1] and "loss" not in loss_only[1]
+    mistake = _judge(PAIR, lambda args: ok((float((args[0] ** 2).sum()), 2 * args[0])))
+    assert not mistake[0] and "divide by N" in mistake[1] and "loss differs" in mistake[1]
+    assert re.search(r"\d\.\d", mistake[1]) is None, mistake[1]
+
+
+@pytest.mark.parametrize("value, words", [
+    (lambda a: ok(_pair_reference(lib, a)[1]), "returns a tuple (loss, dx)"),
+    (lambda a: ok((1.0,)), "tuple of 1 elements"),
+    (lambda a: ok((np.ones(2), _pair_reference(lib, a)[1])), "loss is array of shape (2,)"),
+    (lambda a: ok((_pair_reference(lib, a)[0], np.ones((3, 4)))), "dx has shape (3, 4)"),
+    (lambda a: ok((float("nan"), _pair_reference(lib, a)[1])), "loss is nan"),
+    (lambda a: ok((_pair_reference(lib, a)[0], np.ones((4, 3), dtype=np.int64))),
+     "dx has dtype int64"),
+])
+def test_malformed_tuples_fail_with_a_reason(value, words):
+    passed, report = _judge(PAIR, value)
+    assert not passed and words in report, report
+
+
+def test_float_results_accept_numbers_and_name_mistakes():
+    for wrap in (float, np.float64, np.asarray):  # np.sum's scalar, a 0-d array
+        passed, report = _judge(SCALAR, lambda a, w=wrap: ok(w(a[0].sum())))
+        assert passed, report
+    passed, report = _judge(SCALAR, lambda a: ok(float(a[0][0].sum())))
+    assert not passed and "first row only" in report
+    passed, report = _judge(SCALAR, lambda a: ok(a[0].sum(axis=0)))
+    assert not passed and "not a number" in report
+
+
+def test_visible_checks_of_tuples_and_floats():
+    x = np.array([[1.0, 2.0]])
+    want = (5.0, np.array([[2.0, 4.0]]))
+    assert checks.judge_expected(PAIR, [ok(want)], [want], ["ex"])[0]
+    passed, report = checks.judge_expected(PAIR, [ok((5.0, x))], [want], ["ex"])
+    assert not passed and "dx differs from the worked example" in report
+    assert checks.judge_expected(SCALAR, [ok(3.0)], [3.0], ["ex"])[0]
+    assert not checks.judge_expected(SCALAR, [ok(3.5)], [3.0], ["ex"])[0]
+
+
+def test_a_tuple_spec_needs_a_name_per_part():
+    with pytest.raises(ValueError, match="one name per element"):
+        specs.FunctionSpec(name="f", signature="f()", returns=("array", "array"),
+                           parts=("dx",), inputs=None, reference=None, describe=None,
+                           deny=None)
+    with pytest.raises(ValueError, match="returns must be one of"):
+        specs.FunctionSpec(name="f", signature="f()", returns="list", inputs=None,
+                           reference=None, describe=None, deny=None)
+
+
+def test_an_assignment_may_give_its_cells_more_time():
+    import types
+
+    assert specs.cell_timeout(specs.load("a1")) == specs.DEFAULT_CELL_TIMEOUT == 60
+    assert specs.cell_timeout(types.SimpleNamespace(CELL_TIMEOUT=180)) == 180

@@ -168,6 +168,73 @@ def test_install_calls_the_named_function_with_its_deny_list():
     assert o["kind"] == "missing" and "conv2d is not defined" in o["detail"]
 
 
+# --------------------------------------------------------------------------- tuples, adapters
+
+@pytest.mark.parametrize("value, kind", [
+    ((1.5, np.ones(2)), "tuple"), ((), "tuple"), (((1.0,), 2.0), "badtype"),
+    ((1.0, [1]), "badtype"), (tuple(range(17)), "badtype"), ((np.zeros(1, dtype=object),),
+                                                             "badtype"),
+])
+def test_tuples_travel_only_flat_and_plain(value, kind):
+    assert encode_value(value)[0]["kind"] == kind
+
+
+def test_tuple_results_come_back_whole():
+    def f(x):
+        return float(x.sum()), 2 * x, 3, np.arange(2)
+
+    (o,) = run_cases(f, [((np.ones((2, 3)),), {})], timeout=5)
+    assert o.kind == "ok" and o["desc"]["kind"] == "tuple"
+    loss, dx, n, idx = o["value"]
+    assert loss == 6.0 and np.array_equal(dx, 2 * np.ones((2, 3))) and n == 3
+    assert idx.tolist() == [0, 1]
+
+
+def _adapter(student, watch, n):
+    # grading machinery: may use the library; only the student's call is watched
+    import cnnlib.checks
+
+    size = cnnlib.checks.as_int(n, "n")
+    return watch(student, lambda t: t * 2.0, np.ones(size))
+
+
+def test_an_adapter_runs_unwatched_and_watches_the_student():
+    honest = define("def f(g, x):\n    return g(x).sum(), g(x)\n")["f"]
+    cheat = define("def f(g, x):\n    import cnnlib.checks\n"
+                   "    return g(x).sum(), x * cnnlib.checks.as_int(1, 'k')\n")["f"]
+    deny = DenyList(modules=("cnnlib",))
+    (o,) = run_cases(honest, [((3,), {})], deny=deny, timeout=5, adapter=_adapter)
+    assert o.kind == "ok" and o["value"][0] == 6.0
+    (o,) = run_cases(cheat, [((3,), {})], deny=deny, timeout=5, adapter=_adapter)
+    assert o.kind == "denied" and "cnnlib" in o["detail"]
+
+
+def test_remote_calls_go_through_the_specs_adapter(monkeypatch):
+    from cnnlib.grading import specs
+
+    spec = specs.FunctionSpec(name="f", signature="f(g, x)", returns=("float", "array"),
+                              parts=("total", "doubled"), inputs=None, reference=None,
+                              describe=None, deny=lambda: DenyList(modules=("cnnlib",)),
+                              adapter=_adapter)
+    monkeypatch.setattr(specs, "find", lambda op, assignment=None: spec)
+    ns = define("def f(g, x):\n    return float(g(x).sum()), g(x)\n")
+    remote.install(ns)
+    ns[remote.CALL_NAME](remote.encode_request("f", "f", "a9-test", [((4,), {})], 5))
+    (o,) = remote.decode_outcomes(ns[remote.RESULT_NAME], 1)
+    assert o["kind"] == "ok" and o["desc"]["kind"] == "tuple"
+    assert o["value"][0] == 8.0 and o["value"][1].tolist() == [2.0] * 4
+    assert not o["value"][1].flags.writeable
+
+
+@pytest.mark.parametrize("items", [
+    [{"py": [1], "py_kind": "int"}], "notalist", [{"npy": 5}], [{"py": 1}] * 17,
+    [[1.0]],
+])
+def test_remote_tuples_are_decoded_strictly(items):
+    with pytest.raises((ValueError, TypeError)):
+        remote.decode_outcomes(_answer([{"kind": "ok", "items": items}]), 1)
+
+
 # --------------------------------------------------------------------------- the jail
 
 @pytest.fixture
