@@ -15,7 +15,6 @@ import builtins
 
 import numpy as np
 
-from .checks import close
 from .sandbox import DenyList
 from .specs import FunctionSpec, Hint, Mistake
 

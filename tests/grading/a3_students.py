@@ -190,7 +190,8 @@ def maxpool2d_backward(dout, x, kernel_size, stride=None, padding=0):
 '''),
     # dx stamps the kernel flipped: a "full" correlation with the kernel as it is
     "kernel_not_rotated": ("conv2d_backward", CONV.replace(
-        "np.tensordot(g, w, axes=([1], [0]))", "np.tensordot(g, w[:, :, ::-1, ::-1], axes=([1], [0]))")),
+        "np.tensordot(g, w, axes=([1], [0]))",
+        "np.tensordot(g, w[:, :, ::-1, ::-1], axes=([1], [0]))")),
     # db averaged over the batch instead of summed over batch and space
     "db_not_summed": ("conv2d_backward", CONV.replace(
         "db = dout.sum(axis=(0, 2, 3))", "db = dout.sum(axis=(2, 3)).mean(axis=0)")),
