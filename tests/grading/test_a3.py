@@ -129,8 +129,11 @@ def test_predict_may_use_the_library_forward_passes_but_not_torch_or_sklearn():
 
 
 def test_the_training_cell_limit_leaves_room_for_loops():
-    # measured: the loop student (S.loops) trains in about 31 s on one busy core
-    assert a3.CELL_TIMEOUT >= 4 * 31
+    # measured: the loop student (S.loops) trains in about 31 s on one busy core; the
+    # kernel's own guard stops a cell at 3/4 of the assignment's limit
+    from cnnlib.grading import specs
+
+    assert 0.75 * specs.cell_timeout(a3) >= 4 * 31
 
 
 @pytest.mark.parametrize("student_code, mistake", [
