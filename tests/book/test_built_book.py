@@ -37,6 +37,11 @@ GRADED_DEFINITIONS = [
     "def maxpool2d_forward", "def maxpool2d_backward", "def avgpool2d_forward",
     "def avgpool2d_backward", "def conv2d_backward", "def pool2d_forward",
     "def pool2d_backward",
+    # a2-pooling's own names (chapter 4 writes the textbook sigmoid, whose overflow the
+    # assignment asks students to avoid, so "def sigmoid(" is not listed)
+    "def maxpool2d(", "def avgpool2d(", "def global_avgpool(", "def global_maxpool(",
+    "def gem_pool(", "def relu(", "def leaky_relu(", "def elu(", "def softmax(",
+    "def flatten(", "def linear(",
     # the library's multi-channel loop is the a1 solution in all but name
     "def conv2d_forward_naive", "def maxpool2d_forward_naive",
 ]

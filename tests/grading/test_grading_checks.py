@@ -40,6 +40,24 @@ PROBES = {
                            dict(x=[1, 2, 8, 8], kernel_size=2, stride=1)],
     "predict": [dict(n=4)],
 }
+# a2-pooling
+_POOLS = [dict(x=[2, 3, 7, 6], kernel_size=3, stride=2, padding=1, shift=-1.0),
+          dict(x=[2, 2, 6, 6], kernel_size=2),
+          dict(x=[1, 2, 7, 7], kernel_size=3, stride=1, padding=0)]
+PROBES.update({
+    "maxpool2d": _POOLS, "avgpool2d": _POOLS,
+    "global_avgpool": [dict(x=[2, 3, 4, 5])], "global_maxpool": [dict(x=[2, 3, 4, 5]),
+                                                        dict(x=[2, 3, 2, 2], shift=-1.5)],
+    "gem_pool": [dict(x=[2, 3, 4, 4], p=2.0), dict(x=[2, 3, 4, 4], p=2.0, eps=0.5),
+                 dict(x=[2, 3, 4, 4], p=4.0, positive=True)],
+    "relu": [dict(x=[3, 4])],
+    "leaky_relu": [dict(x=[3, 4], negative_slope=0.2)],
+    "elu": [dict(x=[3, 4], alpha=0.5)],
+    "sigmoid": [dict(x=[3, 4])],
+    "softmax": [dict(x=[4, 5], axis=0), dict(x=[4, 5]), dict(x=[4, 4])],
+    "flatten": [dict(x=[2, 3, 2, 2])],
+    "linear": [dict(x=[3, 4], out=4), dict(x=[3, 4], out=2)],
+})
 
 
 def ok(value):
@@ -134,8 +152,9 @@ def test_each_known_mistake_is_named_without_values(name, index):
     assert not passed
     assert spec.mistakes[index].message in report, report
     assert spec.describe(config) in report
-    # shapes and settings are integers: a decimal number would be data from the arrays
-    assert re.search(r"\d\.\d", report) is None, report
+    # apart from the configuration's own settings (a slope of 0.2), a decimal number
+    # would be data from the arrays
+    assert re.search(r"\d\.\d", report.replace(spec.describe(config), "")) is None, report
 
 
 def test_failures_report_at_most_show_kinds_and_a_hint():
@@ -294,3 +313,20 @@ def test_an_assignment_may_give_its_cells_more_time():
 
     assert specs.cell_timeout(specs.load("a1")) == specs.DEFAULT_CELL_TIMEOUT == 60
     assert specs.cell_timeout(types.SimpleNamespace(CELL_TIMEOUT=180)) == 180
+
+
+def test_a_non_finite_result_is_diagnosed_by_the_spec_first():
+    import dataclasses
+
+    spec = dataclasses.replace(SCALAR, name="vec", returns="array",
+                               reference=lambda lib, args: np.exp(args[0]),
+                               diagnose=lambda lib, args, value, ref: (
+                                   "exp overflows for large inputs" if np.isinf(value).any()
+                                   else None))
+    configs, calls = checks.make_inputs(spec, 5, [{"x": [3]}])
+    big = np.array([1.0, np.inf, 2.0])
+    passed, report = checks.judge(spec, lib, configs, calls, [ok(big)])
+    assert not passed and "exp overflows" in report
+    plain = dataclasses.replace(spec, diagnose=None)
+    passed, report = checks.judge(plain, lib, configs, calls, [ok(big)])
+    assert not passed and "NaN or infinity" in report
