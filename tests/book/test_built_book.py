@@ -42,6 +42,10 @@ GRADED_DEFINITIONS = [
     "def maxpool2d(", "def avgpool2d(", "def global_avgpool(", "def global_maxpool(",
     "def gem_pool(", "def relu(", "def leaky_relu(", "def elu(", "def softmax(",
     "def flatten(", "def linear(",
+    # a3-backprop's own names (the library's numerical_gradient is the graded one with h
+    # keyword-only, so no page prints its body either)
+    "def relu_backward", "def linear_backward", "def softmax_cross_entropy",
+    "def numerical_gradient", "def train_step",
     # the library's multi-channel loop is the a1 solution in all but name
     "def conv2d_forward_naive", "def maxpool2d_forward_naive",
 ]

@@ -26,6 +26,19 @@ PROBES = {
     "correlate2d": [dict(image=[6, 6], kernel=[3, 3]), dict(image=[5, 7], kernel=[2, 3])],
     "conv2d": [dict(x=[2, 3, 7, 6], w=[4, 3, 3, 3], stride=2, padding=1),
                dict(x=[1, 2, 6, 6], w=[2, 2, 3, 3], stride=1, padding=0)],
+    # a3-backprop
+    "relu_backward": [dict(x=[3, 4]), dict(x=[2, 3, 4, 4])],
+    "linear_backward": [dict(n=4, d_in=5, d_out=5), dict(n=3, d_in=4, d_out=2)],
+    "softmax_cross_entropy": [dict(n=4, classes=5), dict(n=3, classes=4, scale=1000.0)],
+    "numerical_gradient": [dict(f="tanh", x=[3, 4], h=1e-2),
+                           dict(f="affine", x=[3, 4], out=2)],
+    "conv2d_backward": [dict(x=[2, 3, 7, 6], w=[4, 3, 3, 3], stride=2, padding=1),
+                        dict(x=[2, 2, 6, 6], w=[2, 2, 3, 3])],
+    "maxpool2d_backward": [dict(x=[2, 3, 7, 7], kernel_size=3, stride=2, padding=1),
+                           dict(x=[1, 2, 8, 8], kernel_size=2, stride=1)],
+    "avgpool2d_backward": [dict(x=[2, 3, 7, 7], kernel_size=3, stride=2, padding=1),
+                           dict(x=[1, 2, 8, 8], kernel_size=2, stride=1)],
+    "predict": [dict(n=4)],
 }
 # a2-pooling
 _POOLS = [dict(x=[2, 3, 7, 6], kernel_size=3, stride=2, padding=1, shift=-1.0),
