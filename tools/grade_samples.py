@@ -14,7 +14,8 @@ Everything happens in a scratch copy of the course directory, so no real gradebo
    by student and file, the others are still graded), scan the feedback for hidden-test
    code, and print a score table;
 5. print the similarity report (``tools/similarity_report.py``: pairs of students, or a
-   student and the library, whose code is nearly the same) and write ``similarity.csv``.
+   student and the library, whose code is nearly the same) and write
+   ``similarity-<assignment>.csv``.
 
 Every assignment in ``solutions/`` that has sample submissions is graded, one score table
 per assignment (columns: its graded functions, from its spec module in ``cnnlib/grading``).
@@ -390,7 +391,7 @@ def main(argv=None):
         if args.keep:
             print(f"\nthe scratch course is kept in {course.resolve()}")
         else:
-            print("\nThe scratch course (grades.csv, similarity.csv, feedback) is deleted now; "
+            print("\nThe scratch course (grades.csv, similarity-*.csv, feedback) is deleted now; "
                   "--keep DIR keeps it.")
     return status
 
@@ -442,16 +443,18 @@ def _shared_gradebook():
             del os.environ["GRADEBOOK_URL"]
 
 
-def similarity_report(course, assignment):
-    """Print the similarity report of the graded class and write ``similarity.csv`` next
-    to ``grades.csv`` (``tools/similarity_report.py``; it changes no grade)."""
+def similarity_report(course, assignment, top=15):
+    """Print the ``top`` most similar pairs of the graded class and write them all to
+    ``similarity-<assignment>.csv`` next to ``grades.csv`` (``tools/similarity_report.py``;
+    it changes no grade). The samples share code by design, so their list is long."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
         "similarity_report", Path(__file__).resolve().parent / "similarity_report.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.main([assignment, "--course", str(course)])
+    return module.main([assignment, "--course", str(course), "--top", str(top),
+                        "--csv", str(Path(course) / f"similarity-{assignment}.csv")])
 
 
 if __name__ == "__main__":
