@@ -98,6 +98,10 @@ def test_find_and_load_reject_unknown_names():
     assert specs.find("pad2d", "a1-convolution").name == "pad2d"
     with pytest.raises(KeyError, match="no graded function named 'nope'"):
         specs.find("nope")
+    with pytest.raises(KeyError, match="graded in several assignments .a3-backprop, "
+                                       "a5-transfer.: name the assignment"):
+        specs.find("predict")
+    assert specs.find("predict", "a5") is specs.load("a5").FUNCTIONS["predict"]
     with pytest.raises(ValueError, match="no grading spec"):
         specs.load("a99-missing")
     with pytest.raises(ValueError, match="must look like"):
