@@ -14,7 +14,8 @@ Everything happens in a scratch copy of the course directory, so no real gradebo
    by student and file, the others are still graded), scan the feedback for hidden-test
    code, and print a score table;
 5. print the similarity report (``tools/similarity_report.py``: pairs of students, or a
-   student and the library, whose code is nearly the same) and write ``similarity.csv``.
+   student and the library, whose code is nearly the same) and write
+   ``similarity-<assignment>.csv``.
 
 Every assignment in ``solutions/`` that has sample submissions is graded, one score table
 per assignment (columns: its graded functions, from its spec module in ``cnnlib/grading``).
@@ -265,11 +266,23 @@ def autograde_with_workers(course, assignment, students, workers):
                                  stdout=log, stderr="")
 
 
+def prepare(assignment):
+    """What grading the assignment needs on this machine first: its spec module's
+    ``prepare()`` when it has one (a5-transfer: the pre-trained network in the weight cache,
+    which the grading sandbox shows read-only)."""
+    from cnnlib.grading import specs
+
+    step = getattr(specs.load(assignment), "prepare", None)
+    if step is not None:
+        step()
+
+
 def grade_all(course, submissions, assignment, workers=1):
     """The whole flow; return a dict with scores, problems, leaks and timings. With
     ``workers`` > 1, autograde runs in that many worker processes (one gradebook)."""
     timings = {}
     students = submit(course, submissions, assignment)
+    prepare(assignment)
     start = time.perf_counter()
     if workers > 1:
         autograde = autograde_with_workers(course, assignment, students, workers)
@@ -378,7 +391,7 @@ def main(argv=None):
         if args.keep:
             print(f"\nthe scratch course is kept in {course.resolve()}")
         else:
-            print("\nThe scratch course (grades.csv, similarity.csv, feedback) is deleted now; "
+            print("\nThe scratch course (grades.csv, similarity-*.csv, feedback) is deleted now; "
                   "--keep DIR keeps it.")
     return status
 
@@ -430,16 +443,18 @@ def _shared_gradebook():
             del os.environ["GRADEBOOK_URL"]
 
 
-def similarity_report(course, assignment):
-    """Print the similarity report of the graded class and write ``similarity.csv`` next
-    to ``grades.csv`` (``tools/similarity_report.py``; it changes no grade)."""
+def similarity_report(course, assignment, top=15):
+    """Print the ``top`` most similar pairs of the graded class and write them all to
+    ``similarity-<assignment>.csv`` next to ``grades.csv`` (``tools/similarity_report.py``;
+    it changes no grade). The samples share code by design, so their list is long."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
         "similarity_report", Path(__file__).resolve().parent / "similarity_report.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.main([assignment, "--course", str(course)])
+    return module.main([assignment, "--course", str(course), "--top", str(top),
+                        "--csv", str(Path(course) / f"similarity-{assignment}.csv")])
 
 
 if __name__ == "__main__":

@@ -90,6 +90,8 @@ def main(argv=None):
                         help="skip functions with fewer token windows than this")
     parser.add_argument("--literals", action="store_true",
                         help="also treat every number and string as the same token")
+    parser.add_argument("--top", type=int, default=None,
+                        help="print only the N most similar pairs (the CSV holds them all)")
     parser.add_argument("--csv", default=None, help="output file (default: similarity.csv "
                         "in the course directory, next to grades.csv)")
     args = parser.parse_args(argv)
@@ -106,7 +108,10 @@ def main(argv=None):
                              args.assignment, result["matches"])
     print(f"similarity report for {args.assignment}: {len(result['students'])} students, "
           f"threshold {args.threshold:g}, {result['seconds']:.1f} s")
-    print(sim.format_table(result["matches"]))
+    shown = result["matches"][:args.top] if args.top is not None else result["matches"]
+    print(sim.format_table(shown))
+    if len(shown) < len(result["matches"]):
+        print(f"... and {len(result['matches']) - len(shown)} more pairs in {csv_path.name}")
     for message in result["skipped"]:
         print(f"not compared: {message}")
     print(f"{len(result['matches'])} pairs written to {csv_path}; a pair is a reason to read "

@@ -89,7 +89,8 @@ class Grader:
         self._start_server(lib)
         if os.environ.get("NBGRADER_EXECUTION") == "autograde":
             # below the grader's own limit per cell (60 s, or the assignment's CELL_TIMEOUT)
-            limit = 0.75 * max(specs.cell_timeout(m) for m in modules)
+            limit = 0.75 * (specs.cell_timeout(modules[0]) if assignment
+                            else specs.DEFAULT_CELL_TIMEOUT)
             _guard_kernel(float(os.environ.get("CNNLIB_GRADING_CELL_TIMEOUT", limit)))
 
     # ----------------------------------------------------------------- setup checks
@@ -295,11 +296,37 @@ def _encode_outcomes(header, outcomes):
     return dict(header, outcomes=items), blobs
 
 
+def _encode_calls(calls):
+    """(descriptions, blobs) of the arguments of each call: arrays and numbers as results
+    travel, and also the strings and booleans a spec's inputs may hold (an adapter's
+    settings)."""
+    out_blobs, descs = [], []
+    for args, _ in calls:
+        row = []
+        for a in args:
+            if type(a) in (str, bool):
+                row.append({"kind": "plain", "value": a})
+                continue
+            desc, vb = encode_value(a)
+            if desc["kind"] not in ("array", "int", "float", "none"):
+                raise GradingError(f"a spec's input of type {type(a).__name__} cannot be "
+                                   "sent to the student's function")
+            if vb:
+                desc["_blob"] = len(out_blobs)
+                out_blobs.extend(vb)
+            row.append(desc)
+        descs.append(row)
+    return descs, out_blobs
+
+
 def _decode_calls(descs, blobs):
     calls = []
     for args in descs:
         values = []
         for d in args:
+            if d.get("kind") == "plain" and type(d.get("value")) in (str, bool):
+                values.append(d["value"])
+                continue
             v = sandbox.decode_value(d, blobs[d["_blob"]:d["_blob"] + 1] if "_blob" in d else [])
             values.append(v.copy() if hasattr(v, "copy") else v)  # writable copies
         calls.append((tuple(values), {}))
@@ -331,16 +358,7 @@ def _handle(lib, checks, sessions, assignment, header, blobs):
                                             header.get("random", 0))
         sid = str(len(sessions) + 1)
         sessions[sid] = (spec, configs, calls)
-        out_blobs, descs = [], []
-        for args, _ in calls:
-            row = []
-            for a in args:
-                desc, vb = encode_value(a)
-                if vb:
-                    desc["_blob"] = len(out_blobs)
-                    out_blobs.extend(vb)
-                row.append(desc)
-            descs.append(row)
+        descs, out_blobs = _encode_calls(calls)
         return {"id": sid, "calls": descs}, out_blobs
     if cmd == "judge":
         spec, configs, calls = sessions.pop(header["id"])

@@ -2,8 +2,9 @@
 
 The kernel gets an unprivileged uid, no network, its own pid namespace (every process the
 student starts ends with the kernel), a read-only view of the Python environment and of
-the ``cnnlib`` package, the student's own notebook read-only, and one writable scratch
-folder, which is also its home. Nothing else of the machine is visible: not
+the ``cnnlib`` package, the course's weight cache read-only (the pre-trained networks the
+PyTorch assignments start from), the student's own notebook read-only, and one writable
+scratch folder, which is also its home. Nothing else of the machine is visible: not
 ``solutions/``, the gradebook, ``nbgrader_config.py``, other submissions or feedback.
 Limits: address space, processes, CPU seconds, file size, open files, no core dumps.
 
@@ -20,7 +21,7 @@ import sys
 from dataclasses import dataclass
 
 __all__ = ["Limits", "bwrap_path", "bwrap_works", "jail_command", "sandbox_uid",
-           "SANDBOX_UID_BASE"]
+           "weight_cache", "SANDBOX_UID_BASE"]
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,21 @@ def _python_dirs():
     return sorted(dirs)
 
 
+def weight_cache():
+    """The course's weight cache as :func:`cnnlib.torch.weights.cache_dir` finds it
+    (``$CNNLIB_CACHE``, else ``~/.cache/cnnlib``), resolved, without importing torch.
+
+    The jail shows it read-only, at the same path, and points ``CNNLIB_CACHE`` there, so
+    a notebook loads the pre-trained weights (``small_resnet(weights="DEFAULT")``) although
+    its home is an empty scratch folder. Nothing is trained or downloaded while grading:
+    the instructor fills the cache once before (``python -m cnnlib.torch.pretrain``).
+    """
+    env = os.environ.get("CNNLIB_CACHE")
+    path = os.path.expanduser(env) if env else os.path.join(os.path.expanduser("~"), ".cache",
+                                                            "cnnlib")
+    return os.path.realpath(path)
+
+
 def jail_command(argv, *, scratch, runtime_dir, notebook=None, limits=None, env=None,
                  uid=None):
     """The command that runs ``argv`` in the jail.
@@ -124,6 +140,11 @@ def jail_command(argv, *, scratch, runtime_dir, notebook=None, limits=None, env=
         if os.path.exists(f):
             cmd += ["--ro-bind", f, f]
     binds = [("--ro-bind", d) for d in _python_dirs()]
+    env = dict(env or {})
+    cache = weight_cache()
+    if os.path.isdir(cache):
+        binds.append(("--ro-bind", cache))
+        env["CNNLIB_CACHE"] = cache
     binds += [("--bind", runtime_dir), ("--bind", scratch)]
     # bubblewrap run as root creates missing parent folders with mode 0700, which the
     # unprivileged uid could not traverse: create them 0755 first
@@ -146,7 +167,7 @@ def jail_command(argv, *, scratch, runtime_dir, notebook=None, limits=None, env=
     cmd += ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--chdir", scratch,
             "--clearenv"]
-    for key, value in (env or {}).items():
+    for key, value in env.items():
         cmd += ["--setenv", key, value]
     if os.geteuid() == 0:
         # Real root outside: drop to an unprivileged uid inside (RLIMIT_NPROC is not

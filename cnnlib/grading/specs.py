@@ -170,8 +170,12 @@ def load(assignment):
 def find(op, assignment=None):
     """The FunctionSpec of graded function ``op``."""
     modules = [load(assignment)] if assignment else list(assignments().values())
-    for module in modules:
-        if op in module.FUNCTIONS:
-            return module.FUNCTIONS[op]
+    found = [m for m in modules if op in m.FUNCTIONS]
+    if len(found) > 1:
+        names = ", ".join(sorted(m.ASSIGNMENT for m in found))
+        raise KeyError(f"{op!r} is graded in several assignments ({names}): name the "
+                       "assignment (Grader(\"a3\"))")
+    if found:
+        return found[0].FUNCTIONS[op]
     raise KeyError(f"no graded function named {op!r}"
                    + (f" in {assignment}" if assignment else ""))

@@ -485,6 +485,16 @@ class TrustedExecute(NbGraderPreprocessor):
             write_status(course, assignment, student, notebook, graded=False, reasons=[reason])
             raise RuntimeError(reason)
         module = specs.load(assignment)
+        # What the notebook needs from the grader's machine (a5-transfer: the pre-trained
+        # network in the weight cache). Without it every cell after the first would fail
+        # and the notebook would look graded with 0: flag it as not graded instead.
+        try:
+            _prepare(module)
+        except Exception as exc:  # noqa: BLE001 - flagged, never a silent zero
+            reason = (f"the grader could not prepare {assignment} ({type(exc).__name__}: "
+                      f"{exc}); run its set-up (see the instructors' guide) and grade again")
+            write_status(course, assignment, student, notebook, graded=False, reasons=[reason])
+            raise RuntimeError(reason) from None
         # An assignment whose notebook trains a network gives its cells more time.
         cell_timeout = max(float(self.timeout), specs.cell_timeout(module))
         # Which cells run here, and their text, come from the gradebook, never from the
@@ -565,6 +575,17 @@ class TrustedExecute(NbGraderPreprocessor):
         write_status(course, assignment, student, notebook, graded=not reasons,
                      reasons=reasons, notes=notes)
         return nb, resources
+
+
+_PREPARED = set()
+
+
+def _prepare(module):
+    """Run the spec module's ``prepare()`` once per grading process, if it has one."""
+    step = getattr(module, "prepare", None)
+    if step is not None and module.ASSIGNMENT not in _PREPARED:
+        step()
+        _PREPARED.add(module.ASSIGNMENT)
 
 
 def _error(ename, evalue):

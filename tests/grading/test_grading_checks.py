@@ -27,7 +27,47 @@ PROBES = {
     "correlate2d": [dict(image=[6, 6], kernel=[3, 3]), dict(image=[5, 7], kernel=[2, 3])],
     "conv2d": [dict(x=[2, 3, 7, 6], w=[4, 3, 3, 3], stride=2, padding=1),
                dict(x=[1, 2, 6, 6], w=[2, 2, 3, 3], stride=1, padding=0)],
+    # a3-backprop
+    "relu_backward": [dict(x=[3, 4]), dict(x=[2, 3, 4, 4])],
+    "linear_backward": [dict(n=4, d_in=5, d_out=5), dict(n=3, d_in=4, d_out=2)],
+    "softmax_cross_entropy": [dict(n=4, classes=5), dict(n=3, classes=4, scale=1000.0)],
+    "numerical_gradient": [dict(f="tanh", x=[3, 4], h=1e-2),
+                           dict(f="affine", x=[3, 4], out=2)],
+    "conv2d_backward": [dict(x=[2, 3, 7, 6], w=[4, 3, 3, 3], stride=2, padding=1),
+                        dict(x=[2, 2, 6, 6], w=[2, 2, 3, 3])],
+    "maxpool2d_backward": [dict(x=[2, 3, 7, 7], kernel_size=3, stride=2, padding=1),
+                           dict(x=[1, 2, 8, 8], kernel_size=2, stride=1)],
+    "avgpool2d_backward": [dict(x=[2, 3, 7, 7], kernel_size=3, stride=2, padding=1),
+                           dict(x=[1, 2, 8, 8], kernel_size=2, stride=1)],
+    # a3-backprop and a5-transfer both grade a predict(images)
+    "predict": [dict(n=4)],
+    # a5-transfer: small ResNets in every starting state, a width whose head is not 64 wide
+    "freeze_backbone": [dict(depth=8, width=8, classes=4, state=s)
+                        for s in ("trainable", "frozen", "head_frozen", "backbone_frozen")],
+    "replace_head": [dict(depth=8, width=8, classes=10, state="trainable", num_classes=3),
+                     dict(depth=8, width=4, classes=10, state="frozen", num_classes=4)],
+    "param_groups": [dict(depth=8, width=8, classes=4, state=s, base_lr=1e-3, head_lr=1e-2)
+                     for s in ("trainable", "backbone_frozen")],
 }
+# a2-pooling
+_POOLS = [dict(x=[2, 3, 7, 6], kernel_size=3, stride=2, padding=1, shift=-1.0),
+          dict(x=[2, 2, 6, 6], kernel_size=2),
+          dict(x=[1, 2, 7, 7], kernel_size=3, stride=1, padding=0)]
+PROBES.update({
+    "maxpool2d": _POOLS, "avgpool2d": _POOLS,
+    "global_avgpool": [dict(x=[2, 3, 4, 5])], "global_maxpool": [dict(x=[2, 3, 4, 5]),
+                                                        dict(x=[2, 3, 2, 2], shift=-1.5)],
+    "gem_pool": [dict(x=[2, 3, 4, 4], p=2.0), dict(x=[2, 3, 4, 4], p=2.0, eps=0.5),
+                 dict(x=[2, 3, 4, 4], p=4.0, positive=True)],
+    "relu": [dict(x=[3, 4])],
+    "leaky_relu": [dict(x=[3, 4], negative_slope=0.2)],
+    "elu": [dict(x=[3, 4], alpha=0.5)],
+    "sigmoid": [dict(x=[3, 4])],
+    "softmax": [dict(x=[4, 5], axis=0), dict(x=[4, 5]), dict(x=[4, 4])],
+    "flatten": [dict(x=[2, 3, 2, 2])],
+    "linear": [dict(x=[3, 4], out=4), dict(x=[3, 4], out=2)],
+})
+# a4-architectures
 PROBES.update(a4_students.PROBES)
 CONFIG_ONLY = {"conv_output_size"} | a4_students.CONFIG_ONLY  # inputs = the configuration
 
@@ -62,6 +102,10 @@ def test_find_and_load_reject_unknown_names():
     assert specs.find("pad2d", "a1-convolution").name == "pad2d"
     with pytest.raises(KeyError, match="no graded function named 'nope'"):
         specs.find("nope")
+    with pytest.raises(KeyError, match="graded in several assignments .a3-backprop, "
+                                       "a5-transfer.: name the assignment"):
+        specs.find("predict")
+    assert specs.find("predict", "a5") is specs.load("a5").FUNCTIONS["predict"]
     with pytest.raises(ValueError, match="no grading spec"):
         specs.load("a99-missing")
     with pytest.raises(ValueError, match="must look like"):
@@ -124,8 +168,9 @@ def test_each_known_mistake_is_named_without_values(name, index):
     assert not passed
     assert spec.mistakes[index].message in report, report
     assert spec.describe(config) in report
-    # shapes and settings are integers: a decimal number would be data from the arrays
-    assert re.search(r"\d\.\d", report) is None, report
+    # apart from the configuration's own settings (a slope of 0.2), a decimal number
+    # would be data from the arrays
+    assert re.search(r"\d\.\d", report.replace(spec.describe(config), "")) is None, report
 
 
 def test_failures_report_at_most_show_kinds_and_a_hint():
@@ -284,3 +329,20 @@ def test_an_assignment_may_give_its_cells_more_time():
 
     assert specs.cell_timeout(specs.load("a1")) == specs.DEFAULT_CELL_TIMEOUT == 60
     assert specs.cell_timeout(types.SimpleNamespace(CELL_TIMEOUT=180)) == 180
+
+
+def test_a_non_finite_result_is_diagnosed_by_the_spec_first():
+    import dataclasses
+
+    spec = dataclasses.replace(SCALAR, name="vec", returns="array",
+                               reference=lambda lib, args: np.exp(args[0]),
+                               diagnose=lambda lib, args, value, ref: (
+                                   "exp overflows for large inputs" if np.isinf(value).any()
+                                   else None))
+    configs, calls = checks.make_inputs(spec, 5, [{"x": [3]}])
+    big = np.array([1.0, np.inf, 2.0])
+    passed, report = checks.judge(spec, lib, configs, calls, [ok(big)])
+    assert not passed and "exp overflows" in report
+    plain = dataclasses.replace(spec, diagnose=None)
+    passed, report = checks.judge(plain, lib, configs, calls, [ok(big)])
+    assert not passed and "NaN or infinity" in report

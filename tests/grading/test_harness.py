@@ -264,3 +264,15 @@ def test_warnings_filter_untouched():
         before = list(warnings.filters)
         run_cases(lambda: 1, [((), {})])
         assert warnings.filters == before
+
+
+def test_the_arguments_of_a_call_cross_with_their_types():
+    from cnnlib.grading.harness import _decode_calls, _encode_calls
+
+    calls = [((np.arange(4.0).reshape(2, 2), 3, 2.5, None, "mean", True), {})]
+    (args, _), = _decode_calls(*_encode_calls(calls))
+    assert args[0].tolist() == [[0.0, 1.0], [2.0, 3.0]] and args[0].flags.writeable
+    assert args[1:] == (3, 2.5, None, "mean", True)
+    assert type(args[1]) is int and type(args[5]) is bool
+    with pytest.raises(Exception, match="cannot be sent"):
+        _encode_calls([(([1, 2],), {})])

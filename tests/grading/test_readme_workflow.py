@@ -235,4 +235,4 @@ def test_make_grade_summary_names_the_broken_submission_and_no_deleted_file(tmp_
     assert re.search(r"^dan\s+not graded$", out, re.M)
     for path in re.findall(r"(?:^|[\s'\"(])(/[\w./-]+\.(?:csv|html|ipynb|db))", out, re.M):
         assert Path(path).exists(), f"the output names {path}, which no longer exists"
-    assert "similarity.csv" in out and "--keep DIR keeps it" in out
+    assert "similarity-a1-convolution.csv" in out and "--keep DIR keeps it" in out

@@ -302,3 +302,30 @@ except OSError:
     print("process limit")
 """, processes=10)
     assert proc.stdout.split("\n")[:2] == ["no memory", "process limit"], proc
+
+
+def test_jail_shows_the_weight_cache_read_only(jailed, tmp_path, monkeypatch):
+    cache = tmp_path / "weights"
+    cache.mkdir(mode=0o755)
+    (cache / "small_resnet.pth").write_bytes(b"weights")
+    monkeypatch.setenv("CNNLIB_CACHE", str(cache))
+    proc = jailed("""
+import os
+cache = os.environ.get("CNNLIB_CACHE", "")
+print(open(os.path.join(cache, "small_resnet.pth"), "rb").read().decode())
+try:
+    open(os.path.join(cache, "planted.pth"), "w"); print("wrote")
+except OSError:
+    print("read-only")
+""")
+    assert proc.stdout.split("\n")[:2] == ["weights", "read-only"], proc
+    assert not (cache / "planted.pth").exists()
+
+
+def test_jail_without_a_weight_cache_sets_no_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CNNLIB_CACHE", str(tmp_path / "absent"))
+    if jail.bwrap_path() is None:
+        pytest.skip("bubblewrap not available")
+    cmd = jail.jail_command(["python"], scratch=str(tmp_path), runtime_dir=str(tmp_path),
+                            env={"HOME": str(tmp_path)})
+    assert "CNNLIB_CACHE" not in cmd and str(tmp_path / "absent") not in cmd

@@ -13,6 +13,7 @@ import csv
 import inspect
 import json
 import random
+import re
 import subprocess
 import sys
 import time
@@ -339,6 +340,17 @@ def test_cli_writes_the_csv_on_a_scratch_course(tmp_path):
     # nothing but the report was written
     assert sorted(p.name for p in course.iterdir()) == [
         "assignments", "similarity.csv", "solutions", "submitted"]
+    # --top prints the most similar pairs only; the CSV still holds every pair
+    proc = subprocess.run([sys.executable, str(ROOT / "tools/similarity_report.py"),
+                           "a1-convolution", "--top", "1", "--csv", "top.csv"], cwd=course,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    with open(course / "top.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == len(rows) > 1
+    table_rows = [ln for ln in proc.stdout.splitlines() if re.match(r"\s+[01]\.\d\d\s", ln)]
+    assert len(table_rows) == 1 and float(table_rows[0].split()[0]) == max(
+        float(r["similarity"]) for r in rows)
+    assert f"... and {len(rows) - 1} more pairs in top.csv" in proc.stdout
 
 
 # ------------------------------------------------------------- speed (not asserted)

@@ -184,3 +184,22 @@ def test_a_forged_test_cell_never_runs_in_the_grader(graded):
     assert "atk_forged_test" in graded["problems"]
     assert trusted.read_status(course, "a1-convolution", "atk_forged_test",
                                "convolution") is None
+
+
+def test_an_assignments_preparation_runs_once_and_its_failure_is_not_hidden():
+    import types
+
+    from cnnlib.grading import trusted
+
+    calls = []
+    ok_module = types.SimpleNamespace(ASSIGNMENT="a8-test", prepare=lambda: calls.append(1))
+    trusted._prepare(ok_module)
+    trusted._prepare(ok_module)
+    assert calls == [1]
+
+    def fail():
+        raise FileNotFoundError("no weights in the cache")
+
+    with pytest.raises(FileNotFoundError, match="no weights"):
+        trusted._prepare(types.SimpleNamespace(ASSIGNMENT="a9-test", prepare=fail))
+    trusted._prepare(types.SimpleNamespace(ASSIGNMENT="a7-test"))  # nothing to prepare

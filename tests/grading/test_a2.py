@@ -1,0 +1,230 @@
+"""Assignment 2 (a2-pooling): its samples, its known mistakes and its grading, end to end.
+
+- The committed samples equal what ``a2_students.py`` generates from the current release.
+- In-process (the kernel's ``Grader``, no nbgrader): each mistake student fails only the
+  checks of the function with the mistake, and the report names the mistake.
+- With the real nbgrader CLI (one module-scoped scratch course, ``slow``): the solution
+  earns full autograded marks and the release 0, each sample and each mistake student loses
+  exactly the points of its faulty function with the mistake named in its feedback, broken
+  functions (missing, wrong signature, wrong shape, integer dtype, NaN, a hang, a crash)
+  cost only their own points, and no hidden-test source reaches the feedback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import a2_students as S
+import numpy as np
+import pytest
+from course_tools import load_tool
+
+ROOT = Path(__file__).resolve().parents[2]
+SOLUTION = ROOT / "solutions" / S.ASSIGNMENT / S.NOTEBOOK
+HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
+
+
+def _cells(nb):
+    for cell in nb["cells"]:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        yield meta.get("grade_id"), meta, "".join(cell["source"])
+
+
+def points():
+    """{graded function: points} from the solution's test cells (``test_<function>_*``)."""
+    nb = json.loads(SOLUTION.read_text())
+    out = dict.fromkeys(S.CORRECT, 0)
+    for grade_id, meta, _ in _cells(nb):
+        for name in out:
+            if grade_id and grade_id.startswith(f"test_{name}_"):
+                out[name] += meta.get("points", 0)
+    return out
+
+
+FUNCS = points()
+
+
+def by_function(row):
+    return {f: sum(v for k, v in row.items() if k.startswith(f"test_{f}_")
+                   and not k.endswith(":to-grade")) for f in FUNCS}
+
+
+def test_points_cover_every_function_and_match_the_intro_table():
+    nb = json.loads(SOLUTION.read_text())
+    assert all(FUNCS.values()), FUNCS
+    intro = next(src for gid, _, src in _cells(nb) if gid == "intro")
+    for name, pts in FUNCS.items():
+        assert re.search(rf"\| `{name}\(.*\)` \| {pts} \|", intro), name
+    task = sum(m.get("points", 0) for gid, m, _ in _cells(nb) if gid and gid.startswith("task_"))
+    assert f"graded by hand) | {task} |" in intro
+
+
+def test_committed_samples_equal_the_generator():
+    for student, nb in S.samples().items():
+        path = S.EXAMPLES / student / S.ASSIGNMENT / S.NOTEBOOK
+        assert path.read_text() == S.dumps(nb), (
+            f"{path} is out of date: run python tests/grading/a2_students.py")
+
+
+# --------------------------------------------------------------------------- in-process
+
+@pytest.fixture(scope="module")
+def hidden_cells():
+    nb = json.loads(SOLUTION.read_text())
+    return [(gid, HIDDEN.search(src).group(1)) for gid, _, src in _cells(nb)
+            if gid and HIDDEN.search(src)]
+
+
+def run_hidden(functions, hidden_cells):
+    """{grade_id: None or the AssertionError's report} for one student's functions, with
+    the kernel's Grader (each call in a forked child)."""
+    from cnnlib.grading import Grader
+
+    grader = Grader("a2", timeout=10)
+    ns = {"np": np, "GRADER": grader, "__name__": "__main__"}
+    for code in functions.values():
+        exec(code, ns)  # noqa: S102 - the course's own sample code
+    verdicts = {}
+    try:
+        for grade_id, code in hidden_cells:
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    exec(code, dict(ns))  # noqa: S102
+                verdicts[grade_id] = None
+            except AssertionError as exc:
+                verdicts[grade_id] = str(exc)
+    finally:
+        grader.close()
+    return verdicts
+
+
+def test_the_complete_student_passes_every_hidden_check(hidden_cells):
+    verdicts = run_hidden(S.CORRECT, hidden_cells)
+    assert {g: v for g, v in verdicts.items() if v} == {}
+
+
+@pytest.mark.parametrize("student", sorted(S.MISTAKES))
+def test_a_mistake_fails_only_its_function_and_is_named(student, hidden_cells):
+    function, code, words = S.MISTAKES[student]
+    verdicts = run_hidden(dict(S.CORRECT, **{function: code}), hidden_cells)
+    failed = {g: v for g, v in verdicts.items() if v}
+    assert failed, f"{student} passes every hidden check"
+    assert all(g.startswith(f"test_{function}_") for g in failed), sorted(failed)
+    assert any(words in report for report in failed.values()), failed
+
+
+# --------------------------------------------------------------------------- nbgrader
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    grade_samples = load_tool("grade_samples")
+    tmp = tmp_path_factory.mktemp("a2")
+    course = grade_samples.make_course(tmp / "course", [S.ASSIGNMENT])
+    subs = tmp / "submissions"
+    for student_dir in sorted(S.EXAMPLES.iterdir()):
+        src = student_dir / S.ASSIGNMENT
+        if src.is_dir():
+            shutil.copytree(src, subs / student_dir.name / S.ASSIGNMENT)
+    extra = {
+        "solution": json.loads(SOLUTION.read_text()),
+        "released": json.loads(S.RELEASE.read_text()),
+        "broken": S.broken(),
+    }
+    for name, nb in extra.items():
+        path = subs / name / S.ASSIGNMENT / S.NOTEBOOK
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(nb))
+    # shorter budgets than a real run: 3 s per check cell, 10 s per student cell
+    saved = {k: os.environ.get(k) for k in ("CNNLIB_GRADING_TIMEOUT",
+                                            "CNNLIB_GRADING_CELL_TIMEOUT")}
+    os.environ["CNNLIB_GRADING_TIMEOUT"] = "3"
+    os.environ["CNNLIB_GRADING_CELL_TIMEOUT"] = "10"
+    try:
+        result = grade_samples.grade_all(course, subs, S.ASSIGNMENT)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    result["course"] = course
+    return result
+
+
+def errors(graded, student):
+    """{grade_id: error text} of the failed test cells of one autograded notebook."""
+    path = graded["course"] / "autograded" / student / S.ASSIGNMENT / S.NOTEBOOK
+    nb = json.loads(path.read_text())
+    out = {}
+    for cell in nb["cells"]:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", "")
+        if cell["cell_type"] == "code" and grade_id.startswith("test_"):
+            errs = [o for o in cell.get("outputs", []) if o["output_type"] == "error"]
+            if errs:
+                out[grade_id] = errs[-1].get("evalue", "")
+    return out
+
+
+@pytest.mark.slow
+def test_every_notebook_is_graded_and_nothing_leaks(graded):
+    assert graded["problems"] == {}
+    assert graded["leaks"] == []
+    assert len(graded["feedback"]) == len(graded["students"])
+    release = load_tool("release")
+    assert release.differences(graded["course"], S.ASSIGNMENT) == []
+    assert release.scan_release(graded["course"], S.ASSIGNMENT) == []
+
+
+@pytest.mark.slow
+def test_solution_earns_full_marks_and_release_earns_zero(graded):
+    scores = graded["scores"]
+    assert by_function(scores["solution"]) == FUNCS
+    assert by_function(scores["released"]) == dict.fromkeys(FUNCS, 0)
+    assert scores["solution"]["max"] == sum(FUNCS.values()) + 5  # + the study, by hand
+
+
+@pytest.mark.slow
+def test_complete_and_partial_samples(graded):
+    scores = graded["scores"]
+    assert by_function(scores["alice_complete"]) == FUNCS
+    assert scores["alice_complete"].get("task_shift:to-grade")
+    assert by_function(scores["bob_partial"]) == dict(
+        FUNCS, gem_pool=0, softmax=0, flatten=0, linear=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("student", sorted(S.MISTAKES))
+def test_a_mistake_costs_its_function_only_and_is_named_in_feedback(graded, student):
+    function, _, words = S.MISTAKES[student]
+    got = by_function(graded["scores"][student])
+    assert got[function] < FUNCS[function]
+    assert {f: v for f, v in got.items() if f != function} == {
+        f: v for f, v in FUNCS.items() if f != function}
+    failed = errors(graded, student)
+    assert failed and all(g.startswith(f"test_{function}_") for g in failed), failed
+    assert any(words in text for text in failed.values()), failed
+    html = (graded["course"] / "feedback" / student / S.ASSIGNMENT /
+            S.NOTEBOOK.replace(".ipynb", ".html")).read_text()
+    assert words.replace("(", "").split()[0] in html
+
+
+@pytest.mark.slow
+def test_broken_functions_cost_only_their_own_points(graded):
+    got = by_function(graded["scores"]["broken"])
+    assert got == {f: 0 if f in S.BROKEN else v for f, v in FUNCS.items()}
+    failed = errors(graded, "broken")
+    said = {f: "\n".join(t for g, t in failed.items() if g.startswith(f"test_{f}_"))
+            for f in S.BROKEN}
+    assert "relu is not defined" in said["relu"]
+    assert "TypeError" in said["softmax"]
+    assert "return (N, C)" in said["global_avgpool"]
+    assert "integer dtype" in said["flatten"]
+    assert "NaN" in said["elu"]
+    assert "did not finish" in said["leaky_relu"]
+    assert "crashed" in said["sigmoid"]

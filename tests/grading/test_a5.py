@@ -1,0 +1,165 @@
+"""Assignment 5 (a5-transfer) graded end to end with the real nbgrader CLI.
+
+One scratch course with only this assignment grades, in one ``nbgrader autograde`` call,
+the solution, the release, every sample student (complete, partial, one per known
+mistake) and two broken notebooks; the tests then read the gradebook and the feedback.
+The pre-trained weights come from the weight cache, which the jail shows read-only
+(``ensure_pretrained`` fills it first when it is empty).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+from pathlib import Path
+
+import a5_students as S
+import pytest
+from course_tools import load_tool
+
+from cnnlib.grading import a5
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+SOLUTION = ROOT / "solutions" / S.ASSIGNMENT / S.NOTEBOOK
+FUNCTIONS = list(a5.FUNCTIONS)
+# the mistake each sample student makes: (graded function, index in its spec's mistakes)
+MISTAKE_OF = {
+    "a5_freeze_head_frozen": ("freeze_backbone", 0),
+    "a5_freeze_module_attribute": ("freeze_backbone", 1),
+    "a5_freeze_convs_only": ("freeze_backbone", 2),
+    "a5_freeze_stem_only": ("freeze_backbone", 3),
+    "a5_head_not_assigned": ("replace_head", 0),
+    "a5_head_fixed_inputs": ("replace_head", 1),
+    "a5_head_stacked": ("replace_head", 2),
+    "a5_head_frozen_like_old": ("replace_head", 3),
+    "a5_groups_swapped": ("param_groups", 0),
+    "a5_groups_head_twice": ("param_groups", 1),
+    "a5_groups_trainable_only": ("param_groups", 2),
+    "a5_groups_weight_only": ("param_groups", 3),
+    "a5_groups_one_rate_base": ("param_groups", 4),
+    "a5_groups_one_rate_head": ("param_groups", 5),
+}
+
+
+def points():
+    """{function: points} from the solution's autograded test cells."""
+    out = dict.fromkeys(FUNCTIONS, 0.0)
+    for cell in json.loads(SOLUTION.read_text())["cells"]:
+        meta = cell["metadata"].get("nbgrader", {})
+        gid = meta.get("grade_id", "")
+        for name in FUNCTIONS:
+            if gid.startswith(f"test_{name}_"):
+                out[name] += meta.get("points", 0)
+    return out
+
+
+def by_function(row):
+    return {name: sum(v for k, v in row.items() if k.startswith(f"test_{name}_")
+                      and isinstance(v, (int, float)) and not isinstance(v, bool))
+            for name in FUNCTIONS}
+
+
+def feedback_text(result, student):
+    (page,) = [p for p in result["feedback"] if f"/{student}/" in str(p)]
+    text = re.sub(r"<[^>]+>", "", Path(page).read_text(encoding="utf-8"))
+    return html.unescape(text)
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    from cnnlib.torch.pretrain import ensure_pretrained
+
+    ensure_pretrained(progress=False)
+    grade_samples = load_tool("grade_samples")
+    tmp = tmp_path_factory.mktemp("a5")
+    course = grade_samples.make_course(tmp / "course", [S.ASSIGNMENT])
+    students = dict(S.samples())
+    students.update({
+        "solution": json.loads(SOLUTION.read_text()),
+        "released": json.loads(S.RELEASE.read_text()),
+        "broken": S.broken(),
+        "crashing": S.crashing(),
+    })
+    subs = tmp / "submissions"
+    for name, nb in students.items():
+        S.write(nb, subs, name)
+    os.environ["CNNLIB_GRADING_TIMEOUT"] = "5"  # what a hang costs per test cell
+    try:
+        result = grade_samples.grade_all(course, subs, S.ASSIGNMENT)
+    finally:
+        del os.environ["CNNLIB_GRADING_TIMEOUT"]
+    result["points"] = points()
+    result["course"] = course
+    return result
+
+
+def test_every_notebook_is_graded(graded):
+    assert graded["problems"] == {}, graded["problems"]
+    assert len(graded["students"]) == len(S.samples()) + 4
+
+
+def test_solution_and_complete_student_earn_every_autograded_point(graded):
+    full = graded["points"]
+    for student in ("solution", "alice_complete"):
+        got = by_function(graded["scores"][student])
+        assert got == full, (student, got, graded["autograde_log"][-3000:])
+
+
+def test_release_earns_nothing(graded):
+    assert set(by_function(graded["scores"]["released"]).values()) == {0}
+
+
+def test_partial_student_loses_what_is_missing(graded):
+    got = by_function(graded["scores"]["bob_partial"])
+    full = graded["points"]
+    assert got == dict(full, param_groups=0, predict=0), got
+
+
+@pytest.mark.parametrize("student", sorted(MISTAKE_OF))
+def test_each_mistake_costs_its_function_and_is_named(graded, student):
+    function, index = MISTAKE_OF[student]
+    got = by_function(graded["scores"][student])
+    full = graded["points"]
+    # the other functions keep every point; this one loses the checks the mistake shows
+    # in (a mistake that only shows when the model starts frozen keeps the other checks)
+    assert {k: v for k, v in got.items() if k != function} == {
+        k: v for k, v in full.items() if k != function}, got
+    assert got[function] < full[function], got
+    message = a5.FUNCTIONS[function].mistakes[index].message
+    assert message in feedback_text(graded, student)
+
+
+def test_broken_functions_cost_only_their_own_points(graded):
+    full = graded["points"]
+    broken = by_function(graded["scores"]["broken"])
+    assert broken == dict(full, freeze_backbone=0, replace_head=0, param_groups=0), broken
+    text = feedback_text(graded, "broken")
+    assert "freeze_backbone is not defined" in text
+    assert "positional argument" in text  # replace_head(model) called with num_classes
+    assert "NaN" in text
+    crashing = by_function(graded["scores"]["crashing"])
+    assert crashing == dict(full, freeze_backbone=0, param_groups=0, predict=0), crashing
+    text = feedback_text(graded, "crashing")
+    assert "crashed" in text and "did not finish" in text
+    assert "predict returned shape (400, 4)" in text
+
+
+def test_committed_release_is_current_and_hides_the_solution(graded):
+    release = load_tool("release")
+    assert release.differences(graded["course"], S.ASSIGNMENT) == []
+    assert release.scan_release(graded["course"], S.ASSIGNMENT) == []
+
+
+def test_feedback_shows_no_hidden_test(graded):
+    assert graded["feedback"] and graded["leaks"] == []
+
+
+def test_samples_are_what_the_generator_writes():
+    for student, nb in S.samples().items():
+        path = ROOT / "examples" / "submissions" / student / S.ASSIGNMENT / S.NOTEBOOK
+        assert path.read_text() == json.dumps(nb, indent=1) + "\n", (
+            f"{path} is out of date: run python tests/grading/a5_students.py")
