@@ -142,7 +142,7 @@ REVIEW_PATTERNS = {
     "assigns to a numpy attribute": r"^\s*(np|numpy)(\.\w+)+\s*=[^=]",
     "touches interpreter internals": (r"sys\.(setprofile|settrace|modules|addaudithook|_getframe)"
                                       r"|__code__|__globals__|__builtins__|\bbuiltins\b"
-                                      r"|get_ipython"),
+                                      r"|get_ipython|\bgc\.|\bimport gc\b|object\.__setattr__"),
     "ends or starts processes": r"os\._exit|os\.(fork|kill|system)|subprocess|ctypes|\bsignal\.",
     "imports indirectly": r"importlib|__import__",
 }

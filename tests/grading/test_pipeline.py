@@ -165,3 +165,23 @@ def test_setup_cell_placement_changes_nothing(graded):
     # Verdicts are computed outside the student's kernel, so code that runs before the
     # setup cell can neither help nor hurt: the mover keeps full marks.
     assert by_function(graded["scores"]["mover"]) == FUNCS
+
+
+@pytest.mark.parametrize("attack, reason", [
+    ("import cnnlib.grading.a4 as m\nobject.__setattr__(m.LENET5, 'adapter', None)",
+     "uses the grader object"),
+    ("import gc\nspecs = [o for o in gc.get_objects() if type(o).__name__ == 'FunctionSpec']",
+     "touches interpreter internals"),
+    ("s = __import__('cnnl' + 'ib.grading.a4')", "imports indirectly"),
+])
+def test_replacing_the_grading_machinery_is_listed_for_review(tmp_path, attack, reason):
+    nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": attack, "outputs": [],
+                     "execution_count": None}], "metadata": {}, "nbformat": 4,
+          "nbformat_minor": 5}
+    path = tmp_path / "submitted" / "mallory" / "a4-architectures" / "architectures.ipynb"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(nb))
+    flags = grade_samples.review_flags(tmp_path, "a4-architectures", ["mallory"])
+    assert reason in flags["mallory"]
+    path.write_text(json.dumps({**nb, "cells": [{**nb["cells"][0], "source": "x = 1"}]}))
+    assert grade_samples.review_flags(tmp_path, "a4-architectures", ["mallory"]) == {}
