@@ -117,7 +117,11 @@ def _lines(text: str) -> list[str]:
 
 
 def collect_secrets(root: Path = ROOT) -> Secrets:
+    """The secrets of every notebook in ``solutions/``. A solution line that some notebook
+    also gives the students outside its solution and hidden regions (a plotting line such
+    as ``ax.axis("off")``) is public already, and is not looked for on its own."""
     secrets = Secrets()
+    public = set()
     for nb in sorted((root / "solutions").glob("*/*.ipynb")):
         for cell in json.loads(nb.read_text(encoding="utf-8"))["cells"]:
             src = "".join(cell["source"])
@@ -127,6 +131,8 @@ def collect_secrets(root: Path = ROOT) -> Secrets:
                 lines = _lines(region)
                 secrets.solution.update(lines)
                 secrets.solution_pairs.update(zip(lines, lines[1:]))
+            public.update(_lines(SOLUTION.sub("", HIDDEN.sub("", src))))
+    secrets.solution -= public
     return secrets
 
 
