@@ -19,6 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from a1_students import HANG, SEGFAULT  # noqa: E402 - the broken functions every generator uses
 from a1_students import fill as _fill  # noqa: E402
 
 ASSIGNMENT = "a5-transfer"
@@ -202,20 +203,6 @@ MISTAKES = {**{k: ("freeze_backbone", v) for k, v in FREEZE_MISTAKES.items()},
             **{k: ("param_groups", v) for k, v in GROUPS_MISTAKES.items()}}
 
 # --------------------------------------------------------------------------- broken code
-SEGFAULT = '''
-def {name}(*args, **kwargs):
-    import ctypes
-    ctypes.string_at(0)
-'''
-HANG = '''
-def {name}(*args, **kwargs):
-    import time
-    while True:
-        try:
-            time.sleep(0.05)
-        except KeyboardInterrupt:
-            pass
-'''
 HEAD_ONE_ARGUMENT = '''
 def replace_head(model):
     model.fc = nn.Linear(model.fc.in_features, 4)
