@@ -8,6 +8,9 @@ BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 STAMP  := $(VENV)/.installed
 export MPLBACKEND := Agg
+# Matplotlib's font cache lists font files by absolute path; a cache shared in ~/.cache with
+# another checkout whose venv is gone makes every figure warn on stderr. Keep it per venv.
+export MPLCONFIGDIR := $(CURDIR)/$(VENV)/matplotlib
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
 .PHONY: help venv book test test-fast bench grade release publish lint clean
