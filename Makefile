@@ -1,6 +1,9 @@
 # One-command set-up: every target below creates .venv and installs the pinned set first.
 # Re-running is fast: the install step only runs again when pyproject.toml or
-# constraints.txt changes.
+# constraints.txt changes. `make test` and `make grade` also install the system tools the
+# grading sandbox and the tests need (tools/system_tools.sh: bubblewrap, chromium,
+# postgresql, from Debian's packages with apt-get, as root or with passwordless sudo);
+# where that is not possible they say what is missing, and the tests that need it skip.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -13,7 +16,7 @@ export MPLBACKEND := Agg
 export MPLCONFIGDIR := $(CURDIR)/$(VENV)/matplotlib
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help venv book test test-fast bench grade release publish lint clean
+.PHONY: help venv system-tools book test test-fast bench grade release publish lint clean
 
 help:
 	@echo "make book     build the executed book into _build/html"
@@ -23,8 +26,15 @@ help:
 	@echo "make release  regenerate assignments/ from solutions/ with nbgrader"
 	@echo "make publish  student bundle (book, released notebooks, cnnlib wheel) in _build/publish, checked for leaks"
 	@echo "make lint     ruff"
+	@echo "make system-tools  install bubblewrap, chromium, postgresql with apt-get (make test does)"
 
 venv: $(STAMP)
+
+# bubblewrap: the sandbox every notebook is graded in; chromium: the browser test of the
+# built book; postgresql: the parallel grading workers' shared gradebook. Checked on every
+# run (fast), installed only when missing.
+system-tools:
+	@sh tools/system_tools.sh
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,17 +46,17 @@ $(STAMP): pyproject.toml constraints.txt
 book: $(STAMP)
 	$(PY) tools/build_book.py
 
-test: $(STAMP)
+test: $(STAMP) system-tools
 	$(PY) -m pytest
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) system-tools
 	$(PY) -m pytest -m "not slow"
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
 
 # make grade WORKERS=2: autograde with two worker processes sharing one gradebook
-grade: $(STAMP)
+grade: $(STAMP) system-tools
 	$(PY) tools/grade_samples.py $(if $(WORKERS),--workers $(WORKERS))
 
 release: $(STAMP)
