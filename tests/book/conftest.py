@@ -9,7 +9,6 @@ builds, the others wait and then find the build up to date.
 from __future__ import annotations
 
 import fcntl
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -20,15 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 
 import build_book  # noqa: E402
-
-
-def _require_tool():
-    # tests/ is not a package, so load the shared helper from tests/conftest.py by path.
-    spec = importlib.util.spec_from_file_location("_cnn_tests_conftest",
-                                                  ROOT / "tests" / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.require_tool
+from system_tools import require_tool  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -52,4 +43,4 @@ def built_book() -> Path:
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """Path of the chromium executable (skips locally, fails under CI, when missing)."""
-    return _require_tool()("chromium", "chromium")
+    return require_tool("chromium", "chromium", "the browser test of the built book")

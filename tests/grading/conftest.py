@@ -19,6 +19,7 @@ import a1_students as S
 import adversaries as A
 import pytest
 from course_tools import load_tool
+from system_tools import sandbox_available
 
 from cnnlib.grading import jail
 
@@ -101,7 +102,10 @@ def _students(course):
                           extra_cells=["import ctypes\nctypes.string_at(0)"]),
         "zz_honest_last": S.complete(),
     }
-    students.update(A.attackers(str(course), str(ROOT)))
+    # The adversarial corpus is graded only in the sandbox (its tests, test_trusted.py, skip
+    # without one); the course's own samples above are graded either way.
+    if sandbox_available():
+        students.update(A.attackers(str(course), str(ROOT)))
     return students
 
 

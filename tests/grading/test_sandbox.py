@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from system_tools import require_sandbox
 
 from cnnlib.grading import jail, remote
 from cnnlib.grading.sandbox import DenyList, encode_value, run_cases
@@ -239,10 +240,7 @@ def test_remote_tuples_are_decoded_strictly(items):
 
 @pytest.fixture
 def jailed(tmp_path):
-    if not jail.bwrap_works():
-        if os.environ.get("CI") == "true":
-            pytest.fail("bubblewrap is missing: install the Debian package 'bubblewrap'")
-        pytest.skip("bubblewrap not available")
+    require_sandbox()
     base = tmp_path / "j"
     for d in ("home", "run"):
         (base / d).mkdir(parents=True)
@@ -325,7 +323,7 @@ except OSError:
 def test_jail_without_a_weight_cache_sets_no_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("CNNLIB_CACHE", str(tmp_path / "absent"))
     if jail.bwrap_path() is None:
-        pytest.skip("bubblewrap not available")
+        require_sandbox()
     cmd = jail.jail_command(["python"], scratch=str(tmp_path), runtime_dir=str(tmp_path),
                             env={"HOME": str(tmp_path)})
     assert "CNNLIB_CACHE" not in cmd and str(tmp_path / "absent") not in cmd

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from course_tools import load_tool
+from system_tools import require_postgres
 
 from cnnlib.grading import workers as W
 
@@ -61,10 +62,7 @@ def _export(course):
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     if postgres_bin() is None:
-        message = "PostgreSQL server not found: install the Debian package 'postgresql'"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        require_postgres("the grading workers' shared PostgreSQL gradebook")
     tmp = tmp_path_factory.mktemp("workers")
     subs = _class(tmp)
     saved = {k: os.environ.get(k) for k in ("GRADEBOOK_URL", "CNNLIB_GRADING_TIMEOUT")}
