@@ -282,7 +282,12 @@ def grade_all(course, submissions, assignment, workers=1):
     ``workers`` > 1, autograde runs in that many worker processes (one gradebook)."""
     timings = {}
     students = submit(course, submissions, assignment)
-    prepare(assignment)
+    try:
+        prepare(assignment)
+    except Exception as exc:  # noqa: BLE001 - the grader's failure: stop, grade nobody
+        return {"stopped": f"the grader could not prepare {assignment} "
+                           f"({type(exc).__name__}: {exc})", "students": students,
+                "assignment": assignment}
     start = time.perf_counter()
     if workers > 1:
         autograde = autograde_with_workers(course, assignment, students, workers)
@@ -294,7 +299,9 @@ def grade_all(course, submissions, assignment, workers=1):
     timings["feedback"] = time.perf_counter() - start
     run_nbgrader(course, "export")
     html = sorted((Path(course) / "feedback").glob(f"*/{assignment}/*.html"))
+    log = autograde.stdout + autograde.stderr
     return {
+        "stopped": environment_failure(course, assignment, students, log),
         "students": students,
         "scores": scores(course, assignment),
         "problems": problems(course, assignment, students),
@@ -302,12 +309,27 @@ def grade_all(course, submissions, assignment, workers=1):
         "feedback": html,
         "leaks": leaks(html, hidden_snippets(course, assignment)),
         "timings": timings,
-        "autograde_log": autograde.stdout + autograde.stderr,
+        "autograde_log": log,
         "feedback_log": feedback.stdout + feedback.stderr,
         "grades_csv": Path(course) / "grades.csv",
         "export": exported(course, assignment),
         "assignment": assignment,
     }
+
+
+def environment_failure(course, assignment, students, log=""):
+    """Why grading stopped for a failure of the grader's own environment (the preflight or
+    a kernel that cannot run the course's set-up), or None. Such a notebook is NOT GRADED,
+    never 0; the instructor fixes the environment and grades again."""
+    match = re.search(r"STOPPED before grading anyone: (.*)", log)
+    if match:
+        return match.group(1).strip()
+    for student in students:
+        for name in notebook_names(course, assignment):
+            status = _status(course, assignment, student, name)
+            if status and status.get("environment"):
+                return "; ".join(status.get("reasons", [])) or "the grader's environment failed"
+    return None
 
 
 def columns(assignment):
@@ -386,6 +408,8 @@ def main(argv=None):
         make_course(course, names)
         for assignment in names:
             status |= _grade_one(course, args, assignment)
+            if status & 2:
+                return status
         print(f"\n{course / 'grades.csv' if args.keep else 'grades.csv'} (every assignment):\n"
               f"{(course / 'grades.csv').read_text().strip()}")
         if args.keep:
@@ -397,9 +421,15 @@ def main(argv=None):
 
 
 def _grade_one(course, args, assignment):
-    """Grade one assignment's samples and print its table; 1 when feedback leaks."""
+    """Grade one assignment's samples and print its table; 1 when feedback leaks, 2 when
+    the grader's environment failed (grading stops)."""
     print(f"\n=== {assignment} ===")
     result = grade_all(course, args.submissions, assignment, workers=args.workers)
+    if result["stopped"]:
+        print(f"STOPPED: the grader's own environment failed, so nobody was given a grade "
+              f"(every notebook is NOT GRADED, none is 0): {result['stopped']}")
+        print("Fix the environment and run make grade again.")
+        return 2
     print(table(result, assignment))
     n = len(result["students"])
     print(f"\nautograde {result['timings']['autograde']:.1f} s for {n} students "

@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass
 
 __all__ = ["Limits", "bwrap_path", "bwrap_works", "jail_command", "sandbox_uid",
-           "weight_cache", "SANDBOX_UID_BASE"]
+           "weight_cache", "reference_package", "SANDBOX_UID_BASE"]
 
 
 @dataclass(frozen=True)
@@ -76,14 +76,33 @@ def sandbox_uid():
     return SANDBOX_UID_BASE + os.getpid()
 
 
+def reference_package():
+    """The folder of the ``cnnlib`` package this grading process imported, resolved.
+
+    The sandboxed kernel must import this very package, whichever way the course is laid
+    out: the repository with its editable install, a copy of the course folder next to
+    another checkout's virtualenv (the grading process, started in the course folder,
+    imports the copy), or a wheel in site-packages. The jail shows this folder read-only
+    at the same path, and the kernel finds it first on ``PYTHONPATH``
+    (:func:`kernel_pythonpath`); the kernel checks on start that it did.
+    """
+    import cnnlib
+
+    return os.path.dirname(os.path.realpath(cnnlib.__file__))
+
+
+def kernel_pythonpath():
+    """``PYTHONPATH`` of the kernel: the folder that holds :func:`reference_package`. In the
+    jail only the package itself is shown there, never the rest of a course folder."""
+    return os.path.dirname(reference_package())
+
+
 def _python_dirs():
     """Read-only directories the kernel's Python needs: the interpreter's installation, the
     virtualenv, and the folder of the ``cnnlib`` package (an editable install points into
     the course repository; only the package itself is exposed, never the repository)."""
-    import cnnlib
-
     dirs = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix),
-            os.path.dirname(os.path.realpath(cnnlib.__file__))}
+            reference_package()}
     exe = os.path.realpath(sys.executable)
     dirs.add(os.path.dirname(os.path.dirname(exe)))
     return sorted(dirs)

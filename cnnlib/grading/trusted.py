@@ -20,6 +20,16 @@ autograde`` (``nbgrader_config.py``). For each notebook it
 4. records whether the notebook was graded in ``grading_status/<assignment>/<student>/
    <notebook>.json`` (``{"graded": false, "reasons": [...]}`` when it could not be).
 
+Before the first student of an assignment, once per grading process, the *preflight*
+grades the assignment's own source notebook the same way (same sandbox, same library, same
+limits). Unless it earns full autograded marks, grading stops before any student's code
+runs: every notebook is NOT GRADED with the cause ("the sandboxed kernel cannot import
+cnnlib: ..."), and ``nbgrader autograde`` exits non-zero. The grader's own failures
+(:class:`GraderEnvironmentError`: a kernel that cannot start or that imports another
+``cnnlib`` than this process, a locked set-up cell that fails, an assignment that cannot be
+prepared) are never a student's 0: the notebook is NOT GRADED (``"environment": true`` in
+its status) and gets no feedback until it is graded again.
+
 Without bubblewrap, autograding refuses to start unless ``allow_unsandboxed`` is set
 (``--TrustedExecute.allow_unsandboxed=True``, or ``CNNLIB_GRADING_UNSAFE=1``): the judge
 still runs here, but the student's kernel then has the grader's rights over the files.
@@ -30,6 +40,7 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -48,7 +59,7 @@ from traitlets import Bool, Float, Integer
 from . import checks, jail, remote, specs
 
 __all__ = ["TrustedExecute", "TrustedGrader", "RemoteFunction", "SandboxedKernel",
-           "STATUS_DIRECTORY", "read_status"]
+           "GraderEnvironmentError", "STATUS_DIRECTORY", "read_status"]
 
 STATUS_DIRECTORY = "grading_status"
 _KERNEL_ENV_PASS = ("CNNLIB_GRADING_TIMEOUT", "CNNLIB_GRADING_CELL_TIMEOUT")
@@ -56,6 +67,12 @@ _KERNEL_ENV_PASS = ("CNNLIB_GRADING_TIMEOUT", "CNNLIB_GRADING_CELL_TIMEOUT")
 
 class KernelLost(RuntimeError):
     """The sandboxed kernel died or stopped answering."""
+
+
+class GraderEnvironmentError(RuntimeError):
+    """The grader's own environment failed (a kernel that cannot start or import the
+    library, a missing weight cache, a locked set-up cell that fails): never the student's
+    fault, so the notebook is NOT GRADED with this reason, never given 0."""
 
 
 class SandboxedKernel:
@@ -94,6 +111,8 @@ class SandboxedKernel:
                 "--HistoryManager.hist_file=:memory:"]
         env = {
             "PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin",
+            # the kernel imports the very cnnlib this process judges with (jail.py)
+            "PYTHONPATH": jail.kernel_pythonpath(),
             "HOME": scratch, "IPYTHONDIR": os.path.join(scratch, ".ipython"),
             "MPLCONFIGDIR": os.path.join(scratch, ".matplotlib"), "MPLBACKEND": "Agg",
             "JUPYTER_RUNTIME_DIR": runtime, "JUPYTER_DATA_DIR": os.path.join(scratch, ".jd"),
@@ -119,9 +138,40 @@ class SandboxedKernel:
         self.kc = BlockingKernelClient(connection_file=conn)
         self.kc.load_connection_file()
         self.kc.start_channels(hb=False)  # liveness is the jail process's, not a heartbeat
-        self._wait_ready()
-        self._execute_quiet("import cnnlib.grading.remote as _r; _r.install(globals()); del _r",
-                            timeout=self.start_timeout)
+        try:
+            self._wait_ready()
+        except KernelLost as exc:
+            raise GraderEnvironmentError(f"the sandboxed kernel did not start ({exc}); check "
+                                         "the sandbox's limits and the Python environment"
+                                         ) from None
+        self._install()
+
+    def _install(self):
+        """Define the grader's entry point in the fresh kernel, and check that the kernel
+        imported the same ``cnnlib`` as this process: a kernel that cannot, or that finds
+        another copy, would turn every student's work into a 0."""
+        expected = jail.reference_package()
+        reply = self._execute_quiet(
+            "import cnnlib.grading.remote as _r; _r.install(globals()); del _r",
+            timeout=self.start_timeout,
+            user_expressions={"where": "__import__('cnnlib').__file__"})
+        content = reply.get("content", {})
+        if content.get("status") != "ok":
+            self.shutdown()
+            raise GraderEnvironmentError(
+                f"the sandboxed kernel cannot import cnnlib: {content.get('ename', '?')}: "
+                f"{content.get('evalue', '')} (the grader uses {expected})")
+        where = content.get("user_expressions", {}).get("where", {})
+        try:
+            found = os.path.dirname(ast.literal_eval(where["data"]["text/plain"]))
+        except (KeyError, TypeError, ValueError, SyntaxError):
+            found = None
+        # both paths as the kernel sees them: the jail binds the package at its own path
+        if found is None or os.path.realpath(found) != expected:
+            self.shutdown()
+            raise GraderEnvironmentError(
+                f"the sandboxed kernel imports cnnlib from {found}, the grader from "
+                f"{expected}: both must use one and the same library")
 
     def _wait_ready(self):
         from queue import Empty
@@ -404,12 +454,14 @@ def status_path(course, assignment, student, notebook):
     return os.path.join(course, STATUS_DIRECTORY, assignment, student, f"{notebook}.json")
 
 
-def write_status(course, assignment, student, notebook, *, graded, reasons=(), notes=()):
+def write_status(course, assignment, student, notebook, *, graded, reasons=(), notes=(),
+                 environment=False):
     path = status_path(course, assignment, student, notebook)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump({"graded": bool(graded), "reasons": list(reasons), "notes": list(notes),
+                   "environment": bool(environment),
                    "assignment": assignment, "student": student, "notebook": notebook}, f,
                   indent=1)
     os.replace(tmp, path)  # never half-written
@@ -440,6 +492,10 @@ class TrustedExecute(NbGraderPreprocessor):
                         ).tag(config=True)
     processes = Integer(64, help="Processes the sandbox uid may run.").tag(config=True)
     cpu_seconds = Integer(900, help="CPU seconds of the kernel's whole run.").tag(config=True)
+    preflight = Bool(True, help=(
+        "Before grading the first student of an assignment, grade its source notebook in "
+        "the same sandbox and stop unless it earns full marks (once per grading process)."
+        )).tag(config=True)
     allow_unsandboxed = Bool(False, help=(
         "Grade without bubblewrap: the student's kernel then runs with the grader's rights. "
         "Only for trusted submissions (or CNNLIB_GRADING_UNSAFE=1).")).tag(config=True)
@@ -476,14 +532,38 @@ class TrustedExecute(NbGraderPreprocessor):
         course = os.getcwd()
         write_status(course, assignment, student, notebook, graded=False,
                      reasons=["grading did not finish"])
+        try:
+            ctx = self._context(course, assignment, notebook)
+            if self.preflight:
+                self.run_preflight(ctx)
+            # The student's notebook as submitted: not the copy being graded, whose locked
+            # cells nbgrader has already restored, hidden tests included.
+            submitted = self._submitted(course, student, assignment, notebook)
+            reasons, notes = self._grade(nb, ctx, submitted)
+        except GraderEnvironmentError as exc:
+            # The grader's own failure: NOT GRADED with the cause, and nbgrader removes the
+            # autograded copy, so no feedback of zeros goes out. Grading again once the
+            # environment is fixed grades the notebook as usual.
+            reason = str(exc)
+            self.log.error("NOT GRADED %s/%s/%s: %s", assignment, student, notebook, reason)
+            write_status(course, assignment, student, notebook, graded=False,
+                         reasons=[reason], environment=True)
+            raise RuntimeError(reason) from None
+        write_status(course, assignment, student, notebook, graded=not reasons,
+                     reasons=reasons, notes=notes)
+        return nb, resources
+
+    # ----------------------------------------------------------------- the grader's side
+    def _context(self, course, assignment, notebook):
+        """What grading one notebook needs besides the notebook; a failure here is the
+        grader's, never the student's (:class:`GraderEnvironmentError`)."""
         sandboxed = jail.bwrap_works()
         if not sandboxed and not (self.allow_unsandboxed
                                   or os.environ.get("CNNLIB_GRADING_UNSAFE") == "1"):
-            reason = ("bubblewrap (bwrap) is not available, so the notebook cannot be run "
-                      "in a sandbox; install it (Debian: apt-get install bubblewrap) or, for "
-                      "trusted submissions only, pass --TrustedExecute.allow_unsandboxed=True")
-            write_status(course, assignment, student, notebook, graded=False, reasons=[reason])
-            raise RuntimeError(reason)
+            raise GraderEnvironmentError(
+                "bubblewrap (bwrap) is not available, so the notebook cannot be run in a "
+                "sandbox; install it (Debian: apt-get install bubblewrap) or, for trusted "
+                "submissions only, pass --TrustedExecute.allow_unsandboxed=True")
         module = specs.load(assignment)
         # What the notebook needs from the grader's machine (a5-transfer: the pre-trained
         # network in the weight cache). Without it every cell after the first would fail
@@ -491,38 +571,107 @@ class TrustedExecute(NbGraderPreprocessor):
         try:
             _prepare(module)
         except Exception as exc:  # noqa: BLE001 - flagged, never a silent zero
-            reason = (f"the grader could not prepare {assignment} ({type(exc).__name__}: "
-                      f"{exc}); run its set-up (see the instructors' guide) and grade again")
-            write_status(course, assignment, student, notebook, graded=False, reasons=[reason])
-            raise RuntimeError(reason) from None
-        # An assignment whose notebook trains a network gives its cells more time.
-        cell_timeout = max(float(self.timeout), specs.cell_timeout(module))
+            raise GraderEnvironmentError(
+                f"the grader could not prepare {assignment} ({type(exc).__name__}: {exc}); "
+                "run its set-up (see the instructors' guide) and grade again") from None
         # Which cells run here, and their text, come from the gradebook, never from the
         # notebook: a student can give any cell of theirs test-cell metadata.
         try:
             tests = self.trusted_tests(course, assignment, notebook)
         except Exception as exc:  # noqa: BLE001 - flagged, never a silent zero
-            reason = f"the gradebook has no test cells for this notebook ({exc})"
-            write_status(course, assignment, student, notebook, graded=False, reasons=[reason])
-            raise RuntimeError(reason) from None
+            raise GraderEnvironmentError(
+                f"the gradebook has no test cells for this notebook ({exc})") from None
+        from .harness import _load_reference
+        source = self._source(course, assignment, notebook)
+        return _Context(
+            course=course, assignment=assignment, notebook=notebook, module=module,
+            tests=tests, sandboxed=sandboxed, source=source,
+            setup_cells=_setup_cells(source, tests),
+            lib=_load_reference(os.environ.get("CNNLIB_GRADING_REFERENCE", "cnnlib.numpy")),
+            # an assignment whose notebook trains a network gives its cells more time
+            cell_timeout=max(float(self.timeout), specs.cell_timeout(module)),
+            check_timeout=float(os.environ.get("CNNLIB_GRADING_TIMEOUT", self.check_timeout)),
+            limits=jail.Limits(memory_mb=self.memory_mb, processes=self.processes,
+                               cpu_seconds=self.cpu_seconds))
+
+    def _source(self, course, assignment, notebook):
+        """The assignment's source notebook (solutions and hidden tests), or None."""
+        from nbgrader.coursedir import CourseDirectory
+
+        try:
+            coursedir = CourseDirectory(config=self.config, root=course)
+            folder = coursedir.format_path(coursedir.source_directory, ".", assignment)
+        except Exception:  # noqa: BLE001 - then there is no source to check against
+            return None
+        path = os.path.join(folder, f"{notebook}.ipynb")
+        return path if os.path.isfile(path) else None
+
+    def run_preflight(self, ctx):
+        """Grade the assignment's own source notebook, once per grading process, in the
+        same sandbox and environment as the students; raise :class:`GraderEnvironmentError`
+        (for this and every later notebook of the assignment) unless it earns full
+        autograded marks. A grading environment that is subtly wrong would otherwise give
+        every student 0."""
+        key = (os.path.realpath(ctx.course), ctx.assignment, ctx.notebook)
+        if key not in _PREFLIGHT:
+            start = time.perf_counter()
+            _PREFLIGHT[key] = self._preflight_problem(ctx)
+            self.log.info("preflight of %s/%s.ipynb: %s in %.1f s (cnnlib from %s)",
+                          ctx.assignment, ctx.notebook, _PREFLIGHT[key] or "full marks",
+                          time.perf_counter() - start, jail.reference_package())
+        if _PREFLIGHT[key]:
+            raise GraderEnvironmentError(
+                "preflight stopped grading before any student: the assignment's own solution, "
+                f"graded in the same sandbox, {_PREFLIGHT[key]}")
+
+    def _preflight_problem(self, ctx):
+        """None when the source notebook earns full autograded marks, else why not."""
+        if ctx.source is None:
+            return (f"could not be found ({ctx.assignment}/{ctx.notebook}.ipynb in the "
+                    "source directory); grade from the course directory that holds it, or "
+                    "pass --TrustedExecute.preflight=False")
+        canary = nbformat.read(ctx.source, as_version=4)
+        with tempfile.TemporaryDirectory(prefix="cnnlib-preflight-") as folder:
+            path = os.path.join(folder, f"{ctx.notebook}.ipynb")
+            nbformat.write(canary, path)
+            os.chmod(path, 0o644)
+            try:
+                reasons, _ = self._grade(canary, ctx, path)
+            except GraderEnvironmentError as exc:
+                return f"failed: {exc}"
+        if reasons:
+            return f"was not graded: {reasons[0]}"
+        failed = []
+        for cell in canary.cells:
+            grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+            if cell.cell_type == "code" and grade_id in ctx.tests:
+                errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+                if errors:
+                    failed.append(f"{grade_id}: {errors[-1].get('ename')}: "
+                                  f"{str(errors[-1].get('evalue', ''))[:300]}")
+        if failed:
+            return (f"lost points in {len(failed)} check(s), so the environment is wrong: "
+                    + "; ".join(failed[:3]))
+        return None
+
+    def _grade(self, nb, ctx, submitted):
+        """Run the notebook's cells in a sandboxed kernel and its tests here; return
+        ``(reasons, notes)``: reasons why it could not be graded (the student's kernel was
+        lost for good), notes for the instructor. Raises :class:`GraderEnvironmentError`
+        when the grader's own part fails."""
+        tests = ctx.tests
 
         def test_source(cell):
             grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
             return tests.get(grade_id) if cell.cell_type == "code" else None
-        from .harness import _load_reference
-        lib = _load_reference(os.environ.get("CNNLIB_GRADING_REFERENCE", "cnnlib.numpy"))
-        timeout = float(os.environ.get("CNNLIB_GRADING_TIMEOUT", self.check_timeout))
-        # The student's notebook as submitted: not the copy being graded, whose locked
-        # cells nbgrader has already restored, hidden tests included.
-        submitted = self._submitted(course, student, assignment, notebook)
-        limits = jail.Limits(memory_mb=self.memory_mb, processes=self.processes,
-                             cpu_seconds=self.cpu_seconds)
-        kernel = SandboxedKernel(notebook=submitted,
-                                 limits=limits, sandboxed=sandboxed)
+
+        kernel = SandboxedKernel(notebook=submitted, limits=ctx.limits,
+                                 sandboxed=ctx.sandboxed)
         reasons, notes = [], []
-        if not sandboxed:
+        if not ctx.sandboxed:
             notes.append("graded WITHOUT a sandbox (allow_unsandboxed)")
         count = 0
+        cell_timeout = ctx.cell_timeout
         try:
             kernel.start()
             ran = []  # sources of the kernel cells that finished, for a replay
@@ -544,12 +693,22 @@ class TrustedExecute(NbGraderPreprocessor):
                         kernel.execute(source, timeout=cell_timeout, max_output=0)
                     continue
                 cell.outputs = outputs
+                grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+                if grade_id in ctx.setup_cells:
+                    failure = next((o for o in outputs if o.get("output_type") == "error"),
+                                   None)
+                    if failure is not None or not finished:
+                        what = (f"{failure.get('ename')}: {failure.get('evalue')}"
+                                if failure is not None else "it did not finish")
+                        raise GraderEnvironmentError(
+                            f"the course's locked set-up cell '{grade_id}' failed in the "
+                            f"sandboxed kernel ({what})")
                 if finished:
                     ran.append(cell.source)
                 else:
                     notes.append(f"cell {count} was interrupted after {cell_timeout:g} s")
-            grader = TrustedGrader(kernel, module, lib, timeout=timeout)
-            names = list(module.FUNCTIONS)
+            grader = TrustedGrader(kernel, ctx.module, ctx.lib, timeout=ctx.check_timeout)
+            names = list(ctx.module.FUNCTIONS)
             for cell in nb.cells:
                 source = test_source(cell)
                 if source is not None:
@@ -562,6 +721,8 @@ class TrustedExecute(NbGraderPreprocessor):
                         kernel.start()
                         for source in ran:
                             kernel.execute(source, timeout=cell_timeout, max_output=0)
+        except GraderEnvironmentError:
+            raise
         except KernelLost as exc:
             reasons.append(f"the kernel was lost and could not be restarted: {exc}")
         except Exception as exc:  # noqa: BLE001 - flagged, never a silent zero
@@ -572,22 +733,107 @@ class TrustedExecute(NbGraderPreprocessor):
             for cell in nb.cells:
                 if test_source(cell) is not None and not cell.get("outputs"):
                     cell.outputs = [_error("NotGraded", "this check did not run: " + reasons[0])]
-        write_status(course, assignment, student, notebook, graded=not reasons,
-                     reasons=reasons, notes=notes)
-        return nb, resources
+        return reasons, notes
 
 
-_PREPARED = set()
+@dataclasses.dataclass(frozen=True)
+class _Context:
+    """What grading the notebooks of one assignment needs, besides each notebook."""
+
+    course: str
+    assignment: str
+    notebook: str
+    module: object
+    tests: dict
+    sandboxed: bool
+    source: str | None
+    setup_cells: frozenset
+    lib: object
+    cell_timeout: float
+    check_timeout: float
+    limits: jail.Limits
+
+
+def _setup_cells(source, tests):
+    """grade_ids of the course's locked set-up cells: the locked cells of the source
+    notebook before its first solution cell (the grading set-up, the imports). They hold no
+    student code, so when one fails in the kernel the grader's environment is at fault."""
+    if source is None:
+        return frozenset()
+    try:
+        cells = nbformat.read(source, as_version=4).cells
+    except Exception:  # noqa: BLE001 - no source, no set-up cells to tell apart
+        return frozenset()
+    found = set()
+    for cell in cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("solution"):
+            break
+        if cell.cell_type == "code" and meta.get("locked") and meta.get("grade_id") \
+                and meta["grade_id"] not in tests:
+            found.add(meta["grade_id"])
+    return frozenset(found)
+
+
+_PREFLIGHT = {}  # (course, assignment, notebook) -> None when the preflight passed, else why
+
+
+_PREPARED = {}  # assignment -> None once prepared, or the exception it failed with
 
 
 def _prepare(module):
-    """Run the spec module's ``prepare()`` once per grading process, if it has one."""
+    """Run the spec module's ``prepare()`` once per grading process, if it has one. A
+    failure is remembered too: it is raised again for every later notebook, which is then
+    NOT GRADED at once instead of failing the same minutes-long preparation again."""
     step = getattr(module, "prepare", None)
-    if step is not None and module.ASSIGNMENT not in _PREPARED:
-        step()
-        _PREPARED.add(module.ASSIGNMENT)
+    if step is None:
+        return
+    if module.ASSIGNMENT not in _PREPARED:
+        try:
+            step()
+            _PREPARED[module.ASSIGNMENT] = None
+        except Exception as exc:  # noqa: BLE001 - raised again below, every time
+            _PREPARED[module.ASSIGNMENT] = exc
+    if _PREPARED[module.ASSIGNMENT] is not None:
+        raise _PREPARED[module.ASSIGNMENT]
 
 
 def _error(ename, evalue):
     return nbformat.v4.new_output("error", ename=ename, evalue=evalue,
                                   traceback=[f"{ename}: {evalue}"])
+
+
+def preflight(course, assignment, *, log=None):
+    """Grade ``assignment``'s own source notebooks in the sandbox, as ``nbgrader autograde``
+    would grade a student's, with the course's ``nbgrader_config.py``; return None when they
+    earn full autograded marks, else why not (the message names the cause). Grading workers
+    run it once before the first student (``cnnlib.grading.workers``)."""
+    import logging
+
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config.loader import PyFileConfigLoader
+
+    course = os.path.realpath(course)
+    config = PyFileConfigLoader("nbgrader_config.py", path=course).load_config()
+    coursedir = CourseDirectory(config=config, root=course)
+    folder = coursedir.format_path(coursedir.source_directory, ".", assignment)
+    notebooks = sorted(f[:-len(".ipynb")] for f in os.listdir(folder) if f.endswith(".ipynb")) \
+        if os.path.isdir(folder) else []
+    if not notebooks:
+        return f"{assignment} has no source notebook in {folder}"
+    here = os.getcwd()
+    try:
+        os.chdir(course)  # relative paths of the config (sqlite:///gradebook.db)
+        step = TrustedExecute(config=config)
+        if log is not None:
+            step.log = log
+        else:
+            step.log = logging.getLogger("cnnlib.grading.preflight")
+        for notebook in notebooks:
+            try:
+                step.run_preflight(step._context(course, assignment, notebook))
+            except GraderEnvironmentError as exc:
+                return str(exc)
+    finally:
+        os.chdir(here)
+    return None

@@ -51,7 +51,7 @@ def shard(students: list[str], index: int, count: int) -> list[str]:
     return list(students)[index::count]
 
 
-def load_api(course: Path):
+def load_api(course: Path, *, preflight: bool = True):
     """An ``NbGraderAPI`` with the course's ``nbgrader_config.py`` (and ``GRADEBOOK_URL``)."""
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
@@ -59,6 +59,8 @@ def load_api(course: Path):
 
     course = Path(course).resolve()
     config = PyFileConfigLoader("nbgrader_config.py", path=str(course)).load_config()
+    if not preflight:  # already done for this run, in the same environment (grade())
+        config.TrustedExecute.preflight = False
     coursedir = CourseDirectory(config=config, root=str(course))
     # The API lists nbgrader's exchange when it starts and logs a CRITICAL line when the
     # course has none (a course collecting from an LMS); grading does not use it.
@@ -71,11 +73,12 @@ def load_api(course: Path):
         quiet.disabled = was
 
 
-def _init(course: str, assignment: str, force: bool) -> None:
+def _init(course: str, assignment: str, force: bool, preflight: bool = True) -> None:
     os.chdir(course)  # relative paths in the config (sqlite:///gradebook.db) mean the course
     if course not in sys.path:
         sys.path.insert(0, course)
-    _STATE.update(api=load_api(Path(course)), assignment=assignment, force=force)
+    _STATE.update(api=load_api(Path(course), preflight=preflight), assignment=assignment,
+                  force=force)
 
 
 def _grade_one(student: str) -> dict:
@@ -105,10 +108,24 @@ def _register_students(course: Path, students: list[str]) -> None:
 
 def grade(course: Path, assignment: str, students: list[str], *, workers: int = 1,
           force: bool = False, log=print) -> list[dict]:
-    """Autograde ``students`` with ``workers`` processes; one result dict per student."""
+    """Autograde ``students`` with ``workers`` processes; one result dict per student.
+
+    First the assignment's own source notebook is graded once, in the same sandbox and
+    environment (``trusted.preflight``): unless it earns full marks, nobody is graded, every
+    result says why, and the workers never start. The workers then skip their own."""
+    from .trusted import preflight
+
     course = Path(course).resolve()
     if not students:
         return []
+    start = time.perf_counter()
+    problem = preflight(course, assignment)
+    if problem:
+        log(f"STOPPED before grading anyone: {problem}")
+        return [{"student": s, "success": False, "error": problem, "seconds": 0.0,
+                 "pid": os.getpid()} for s in students]
+    log(f"preflight: {assignment}'s solution earns full marks here "
+        f"({time.perf_counter() - start:.1f} s)")
     here = os.getcwd()
     try:
         os.chdir(course)
@@ -118,7 +135,7 @@ def grade(course: Path, assignment: str, students: list[str], *, workers: int = 
     results = []
     ctx = mp.get_context("spawn")  # a fresh interpreter: no state forked from the caller
     with ctx.Pool(max(1, workers), initializer=_init,
-                  initargs=(str(course), assignment, force)) as pool:
+                  initargs=(str(course), assignment, force, False)) as pool:
         for result in pool.imap_unordered(_grade_one, students, chunksize=1):
             results.append(result)
             state = "ok" if result["success"] else "FAILED"

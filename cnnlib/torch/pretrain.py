@@ -115,6 +115,16 @@ def ensure_pretrained(*, force: bool = False, progress: bool = True) -> Path:
     """
     path = cache_dir() / weight_filename("small_resnet")
     if force or not path.is_file():
+        # Minutes of training for a file that cannot be saved: check the folder first.
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OSError(f"the weight cache {path.parent} is not a folder that can be "
+                          f"created ({exc.strerror}); set CNNLIB_CACHE to a writable "
+                          "folder") from None
+        if not os.access(path.parent, os.W_OK):
+            raise PermissionError(f"the weight cache {path.parent} is not writable; set "
+                                  "CNNLIB_CACHE to a writable folder")
         if progress:
             print(f"training the course's small ResNet into {path} (a few minutes, once)",
                   flush=True)

@@ -80,8 +80,9 @@ def test_autograding_refuses_without_bubblewrap(tmp_path, monkeypatch):
     nb = nbformat.v4.new_notebook(cells=[_cell("print(1)")])
     resources = {"nbgrader": {"assignment": "a1-convolution", "student": "s",
                               "notebook": "convolution"}}
+    # synthetic notebooks of a course folder without sources: no preflight in these tests
     with pytest.raises(RuntimeError, match="bubblewrap"):
-        trusted.TrustedExecute().preprocess(nb, resources)
+        trusted.TrustedExecute(preflight=False).preprocess(nb, resources)
     status = trusted.read_status(str(tmp_path), "a1-convolution", "s", "convolution")
     assert status["graded"] is False and "allow_unsandboxed" in status["reasons"][0]
 
@@ -109,7 +110,7 @@ def test_unsafe_flag_grades_without_bubblewrap_and_says_so(tmp_path, monkeypatch
         forged, test])
     resources = {"nbgrader": {"assignment": "a1-convolution", "student": "s",
                               "notebook": "convolution"}}
-    nb, _ = trusted.TrustedExecute().preprocess(nb, resources)
+    nb, _ = trusted.TrustedExecute(preflight=False).preprocess(nb, resources)
     (out,) = nb.cells[2].outputs
     assert out.output_type == "error" and "(n + 2p - k + 1)/s + 1" in out.evalue
     import os
@@ -142,7 +143,7 @@ def test_a_top_level_hang_costs_that_cell_only(tmp_path, monkeypatch):
         _cell(source, grade=True, solution=False, locked=True, points=1, grade_id="t")])
     resources = {"nbgrader": {"assignment": "a1-convolution", "student": "s",
                               "notebook": "convolution"}}
-    nb, _ = trusted.TrustedExecute(timeout=3).preprocess(nb, resources)
+    nb, _ = trusted.TrustedExecute(timeout=3, preflight=False).preprocess(nb, resources)
     assert nb.cells[1].outputs[0].ename == "KernelLost"
     assert [o.output_type for o in nb.cells[2].outputs] == ["stream"]
     status = trusted.read_status(str(tmp_path), "a1-convolution", "s", "convolution")
