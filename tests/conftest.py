@@ -60,3 +60,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         what = ", ".join(sorted(set(whys)))
         terminalreporter.write_line(f"{tool} missing: skipped {len(whys)} test(s) ({what}); "
                                     f"install it with: {command}")
+
+
+# Tests that share one graded class (the session fixture ``graded`` of tests/grading).
+_SHARED_GROUPS = {"test_pipeline.py": "a1-class", "test_trusted.py": "a1-class"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``make test`` runs two workers, ``--dist loadgroup``), keep each
+    test file on one worker, so a module's expensive fixture (a graded class, a trained
+    network) is built once; the two files that share the a1 class are one group."""
+    for item in items:
+        group = _SHARED_GROUPS.get(item.path.name, item.path.relative_to(config.rootpath))
+        item.add_marker(pytest.mark.xdist_group(str(group)))

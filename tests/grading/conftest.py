@@ -47,7 +47,10 @@ def snapshot(folder, skip=()):
 
 
 def sandbox_processes():
-    """(pid, uid, cmdline) of every process of a sandbox uid or of an attack marker."""
+    """(pid, uid, cmdline) of every process that outlived its grader: a process of a sandbox
+    uid whose grading process (the uid's pid, ``jail.sandbox_uid``) has ended, or of an
+    attack marker. Kernels of a grading run still going on (another pytest-xdist worker
+    grading another class) are not orphans."""
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -58,7 +61,9 @@ def sandbox_processes():
                 errors="replace")
         except OSError:
             continue
-        if uid >= jail.SANDBOX_UID_BASE or "CNNLIB-ATTACK-MARKER" in cmd:
+        orphan = uid >= jail.SANDBOX_UID_BASE and not os.path.exists(
+            f"/proc/{uid - jail.SANDBOX_UID_BASE}")
+        if orphan or "CNNLIB-ATTACK-MARKER" in cmd:
             found.append((int(pid), uid, cmd[:200]))
     return found
 

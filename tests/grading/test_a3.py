@@ -1,9 +1,11 @@
 """Assignment 3 (backpropagation): its spec module, its samples, and its grading with the real
 nbgrader CLI in a scratch course of its own.
 
-The slow tests share one module-scoped autograde run (``graded_a3``) of the solution, the
-release, every sample of ``examples/submissions`` and a few broken notebooks, so nbgrader's
-start-up is paid once.
+Every sample mistake is graded in-process through the solution's hidden checks of its
+function (the same spec checks and diagnosis as in grading). The slow tests share one
+module-scoped autograde run (``graded_a3``) of the solution, the release, the complete and
+partial samples, one mistake student and a few broken notebooks, so nbgrader's start-up is
+paid once.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 import a3_students as S
 import numpy as np
 import pytest
-from course_tools import load_tool
+from course_tools import hidden_checks, load_tool, run_hidden_checks
 
 import cnnlib.numpy as lib
 from cnnlib.grading import a3, checks
@@ -41,6 +43,8 @@ MISTAKE_OF = {
 # A gradient N times too large makes gradient descent diverge: that network cannot learn,
 # so the missing 1/N also costs the trained-network checks (their message says why).
 ALSO_LOST = {"missing_1_over_n": {"predict"}}
+# The mistake graded as a whole notebook too: its effect reaches another function.
+END_TO_END = ["missing_1_over_n"]
 
 
 def by_function(row):
@@ -68,6 +72,19 @@ def test_every_sample_mistake_changes_one_function_only():
     for name, (func, code) in S.MISTAKES.items():
         assert MISTAKE_OF[name][0] == func
         assert code != S.COMPLETE[func]
+
+
+@pytest.mark.parametrize("mistake", sorted(MISTAKE_OF))
+def test_each_mistake_fails_its_hidden_checks_and_is_named(mistake):
+    func, message = MISTAKE_OF[mistake]
+    cells = hidden_checks(A, S.NOTEBOOK, func)
+    verdicts = run_hidden_checks("a3", {func: S.MISTAKES[mistake][1]}, cells)
+    failed = [report for report in verdicts.values() if report]
+    assert failed, f"{mistake} passes every hidden check of {func}"
+    assert any(message in report for report in failed), failed
+    # the student's other functions are the complete student's, who passes everything
+    assert run_hidden_checks("a3", {func: S.COMPLETE[func]}, cells) == dict.fromkeys(
+        dict(cells), None)
 
 
 def _frames_of(code_object, call):
@@ -178,6 +195,9 @@ def graded_a3(tmp_path_factory):
     course = grade_samples.make_course(tmp / "course", [A])
     subs = tmp / "submissions"
     for path in (ROOT / "examples/submissions").glob(f"*/{A}/*.ipynb"):
+        student = path.parts[-3]
+        if student.startswith("a3_") and student[3:] not in END_TO_END:
+            continue
         dst = subs / path.relative_to(ROOT / "examples/submissions")
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_bytes(path.read_bytes())
@@ -220,7 +240,7 @@ def test_a3_complete_and_partial_students(graded_a3):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mistake", sorted(MISTAKE_OF))
+@pytest.mark.parametrize("mistake", END_TO_END)
 def test_each_mistake_costs_its_function_and_is_named(graded_a3, mistake):
     func, message = MISTAKE_OF[mistake]
     student = f"a3_{mistake}"
@@ -255,7 +275,7 @@ def test_a_broken_function_costs_only_its_own_points(graded_a3, name, words):
 def test_a3_feedback_shows_no_hidden_test(graded_a3):
     assert graded_a3["feedback"]
     assert graded_a3["leaks"] == []
-    for student in ("a3_kernel_not_rotated", "broken_hang_and_nan"):
+    for student in ("a3_missing_1_over_n", "broken_hang_and_nan"):
         text = feedback_text(graded_a3["course"], student)
         assert re.search(r"seed=\d{4}", text) is None, student
         assert "GRADER.check" not in text and "8117" not in text, student

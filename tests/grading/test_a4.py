@@ -3,8 +3,10 @@
 The first tests need no kernel: every known mistake of ``cnnlib.grading.a4`` is named by
 its own message from the buggy variant's values, the samples in ``examples/submissions``
 are what ``a4_students.py`` generates, and the sample students' code behaves as the
-spec's variants say. The graded class (``graded``, module-scoped, marked slow) autogrades
-the solution, the release, every sample and some broken notebooks with the real nbgrader
+spec's variants say, and every mistake student fails the solution's hidden checks of its
+function (run here, with the kernel's grader) with its mistake named. The graded class
+(``graded``, module-scoped, marked slow) autogrades the solution, the release, the complete
+and partial samples, two mistake students and some broken notebooks with the real nbgrader
 CLI in one scratch course with only this assignment.
 """
 
@@ -19,7 +21,7 @@ from pathlib import Path
 import a4_students as S
 import numpy as np
 import pytest
-from course_tools import load_tool
+from course_tools import hidden_checks, load_tool, run_hidden_checks
 
 import cnnlib.numpy as lib
 from cnnlib.grading import a4, checks
@@ -162,6 +164,29 @@ def test_each_sample_student_computes_its_variant(student):
     assert shown, student
 
 
+TORCH = "import numpy as np\nimport torch\nimport torch.nn.functional as F\nfrom torch import nn"
+
+
+@pytest.fixture(scope="module")
+def kernel_grader():
+    from cnnlib.grading import Grader
+
+    grader = Grader("a4", timeout=20)
+    yield grader
+    grader.close()
+
+
+@pytest.mark.parametrize("student", sorted(S.MISTAKES))
+def test_each_mistake_fails_its_hidden_checks_and_is_named(student, kernel_grader):
+    name, code = S.MISTAKES[student]
+    verdicts = run_hidden_checks("a4", {name: code}, hidden_checks(S.ASSIGNMENT, S.NOTEBOOK,
+                                                                    name), preamble=TORCH,
+                                 grader=kernel_grader)
+    failed = [report for report in verdicts.values() if report]
+    assert failed, f"{student} passes every hidden check of {name}"
+    assert any(message_of(student) in report for report in failed), failed
+
+
 @pytest.mark.parametrize("name", sorted(S.CORRECT))
 def test_the_complete_student_and_the_solution_match_the_reference(name):
     spec = a4.FUNCTIONS[name]
@@ -294,13 +319,19 @@ def by_function(row):
     return {name: sum(row.get(cell, 0) or 0 for cell in cells) for name, cells in POINTS.items()}
 
 
+# Mistake students graded as whole notebooks too: one named from a variant, one that loses
+# only some checks; every other one is graded in-process above.
+END_TO_END = ["a4_residual_stride_in_conv2", "a4_vgg_no_padding"]
+
+
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     grade_samples = load_tool("grade_samples")
     tmp = tmp_path_factory.mktemp("a4")
     course = grade_samples.make_course(tmp / "course", [S.ASSIGNMENT])
     subs = tmp / "submissions"
-    students = dict(S.samples())
+    students = {k: v for k, v in S.samples().items()
+                if k not in S.MISTAKES or k in END_TO_END}
     students["solution"] = json.loads(SOLUTION.read_text())
     students["released"] = json.loads(S.RELEASE.read_text())
     for name, broken in BROKEN.items():
@@ -328,7 +359,7 @@ def _feedback(graded, student):
 def test_everyone_is_graded_and_nothing_hidden_leaks(graded):
     assert not graded["problems"], graded["problems"]
     assert not graded["leaks"], graded["leaks"]
-    assert set(graded["scores"]) >= set(S.MISTAKES) | {"solution", "released", "alice_complete"}
+    assert set(graded["scores"]) >= set(END_TO_END) | {"solution", "released", "alice_complete"}
 
 
 @pytest.mark.slow
@@ -355,7 +386,7 @@ PARTIAL_LOSS = {"a4_residual_stride_in_conv2": {"test_ResidualBlock_projection"}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("student", sorted(S.MISTAKES))
+@pytest.mark.parametrize("student", END_TO_END)
 def test_each_mistake_costs_its_own_function_and_is_named(graded, student):
     name, _ = S.MISTAKES[student]
     row = graded["scores"][student]

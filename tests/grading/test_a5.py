@@ -1,8 +1,11 @@
-"""Assignment 5 (a5-transfer) graded end to end with the real nbgrader CLI.
+"""Assignment 5 (a5-transfer): every known mistake through the hidden checks, and the
+class graded end to end with the real nbgrader CLI.
 
-One scratch course with only this assignment grades, in one ``nbgrader autograde`` call,
-the solution, the release, every sample student (complete, partial, one per known
-mistake) and two broken notebooks; the tests then read the gradebook and the feedback.
+Each mistake student's function is run here through the solution's hidden checks of that
+function (the kernel's grader: the same spec checks and diagnosis as in grading). One
+scratch course with only this assignment grades, in one ``nbgrader autograde`` call, the
+solution, the release, the complete and partial samples, one mistake student per graded
+function and two broken notebooks; the tests then read the gradebook and the feedback.
 The pre-trained weights come from the weight cache, which the jail shows read-only
 (``ensure_pretrained`` fills it first when it is empty).
 """
@@ -17,7 +20,7 @@ from pathlib import Path
 
 import a5_students as S
 import pytest
-from course_tools import load_tool
+from course_tools import hidden_checks, load_tool, run_hidden_checks
 
 from cnnlib.grading import a5
 
@@ -43,6 +46,33 @@ MISTAKE_OF = {
     "a5_groups_one_rate_base": ("param_groups", 4),
     "a5_groups_one_rate_head": ("param_groups", 5),
 }
+
+
+# Mistake students graded as whole notebooks too, one per function; the others are graded
+# in-process only (test_each_mistake_fails_its_hidden_checks_and_is_named).
+END_TO_END = ["a5_freeze_head_frozen", "a5_head_stacked", "a5_groups_swapped"]
+TORCH = "import numpy as np\nimport torch\nfrom torch import nn"
+
+
+@pytest.fixture(scope="module")
+def kernel_grader():
+    from cnnlib.grading import Grader
+
+    grader = Grader("a5", timeout=20)
+    yield grader
+    grader.close()
+
+
+@pytest.mark.parametrize("student", sorted(MISTAKE_OF))
+def test_each_mistake_fails_its_hidden_checks_and_is_named(student, kernel_grader):
+    function, index = MISTAKE_OF[student]
+    verdicts = run_hidden_checks("a5", {function: S.MISTAKES[student][1]},
+                                 hidden_checks(S.ASSIGNMENT, S.NOTEBOOK, function),
+                                 preamble=TORCH, grader=kernel_grader)
+    failed = [report for report in verdicts.values() if report]
+    assert failed, f"{student} passes every hidden check of {function}"
+    message = a5.FUNCTIONS[function].mistakes[index].message
+    assert any(message in report for report in failed), failed
 
 
 def points():
@@ -77,7 +107,7 @@ def graded(tmp_path_factory):
     grade_samples = load_tool("grade_samples")
     tmp = tmp_path_factory.mktemp("a5")
     course = grade_samples.make_course(tmp / "course", [S.ASSIGNMENT])
-    students = dict(S.samples())
+    students = {k: v for k, v in S.samples().items() if k not in S.MISTAKES or k in END_TO_END}
     students.update({
         "solution": json.loads(SOLUTION.read_text()),
         "released": json.loads(S.RELEASE.read_text()),
@@ -99,7 +129,7 @@ def graded(tmp_path_factory):
 
 def test_every_notebook_is_graded(graded):
     assert graded["problems"] == {}, graded["problems"]
-    assert len(graded["students"]) == len(S.samples()) + 4
+    assert len(graded["students"]) == 2 + len(END_TO_END) + 4
 
 
 def test_solution_and_complete_student_earn_every_autograded_point(graded):
@@ -119,7 +149,7 @@ def test_partial_student_loses_what_is_missing(graded):
     assert got == dict(full, param_groups=0, predict=0), got
 
 
-@pytest.mark.parametrize("student", sorted(MISTAKE_OF))
+@pytest.mark.parametrize("student", END_TO_END)
 def test_each_mistake_costs_its_function_and_is_named(graded, student):
     function, index = MISTAKE_OF[student]
     got = by_function(graded["scores"][student])
