@@ -69,9 +69,12 @@ _os_read, _os_write, _os_close, _os_pipe = os.read, os.write, os.close, os.pipe
 _os_fork, _os_exit, _os_kill, _os_waitpid = getattr(os, "fork", None), os._exit, os.kill, os.waitpid
 _os_dup2, _os_open = os.dup2, os.open
 _monotonic = time.monotonic
+# The built-in exceptions whose messages are shown: each class's own C __str__ (NameError,
+# UnboundLocalError and AttributeError have their own: "module 'numpy' has no attribute
+# 'int'" is what a student using an alias removed in NumPy 2 needs to read).
 _BUILTIN_STRS = {BaseException.__str__, KeyError.__str__, OSError.__str__,
                  UnicodeError.__str__, ImportError.__str__, SyntaxError.__str__,
-                 StopIteration.__str__}
+                 StopIteration.__str__, AttributeError.__str__, NameError.__str__}
 _select = select.select
 
 # Modules whose code is never the student's own work in this course's NumPy assignments.
@@ -418,7 +421,7 @@ def _child_main(fn, cases, deny, out_fd, cpu_seconds=None, adapter=None):
             msg = ""
             if _type(exc).__module__ == "builtins" and _type(exc).__str__ in _BUILTIN_STRS:
                 try:
-                    msg = BaseException.__str__(exc)
+                    msg = _type(exc).__str__(exc)
                 except BaseException:  # noqa: BLE001
                     msg = ""
             write_frame(out_fd, {"kind": "raised", "type": _type(exc).__name__,

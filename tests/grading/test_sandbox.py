@@ -46,6 +46,17 @@ def f():
     assert "invalid literal" in o["detail"]  # built-in messages are kept
 
 
+@pytest.mark.parametrize("code, words", [
+    ("def f():\n    return np.int(3)", "AttributeError: module 'numpy' has no attribute 'int'"),
+    ("def f():\n    return undefined_name", "NameError: name 'undefined_name' is not defined"),
+    ("def f():\n    y = y + 1\n    return y", "UnboundLocalError: cannot access local variable"),
+])
+def test_the_messages_of_name_and_attribute_errors_are_shown(code, words):
+    ns = define(code)
+    (o,) = run_cases(ns["f"], [((), {})], timeout=5)
+    assert o.kind == "raised" and words in o["detail"], o["detail"]
+
+
 def test_a_raw_thread_is_denied():
     ns = define('''
 import _thread
