@@ -21,6 +21,7 @@ Chapters 11 (ResNet) and 12 (transfer learning) use it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -125,11 +126,31 @@ def ensure_pretrained(*, force: bool = False, progress: bool = True) -> Path:
         if not os.access(path.parent, os.W_OK):
             raise PermissionError(f"the weight cache {path.parent} is not writable; set "
                                   "CNNLIB_CACHE to a writable folder")
-        if progress:
-            print(f"training the course's small ResNet into {path} (a few minutes, once)",
-                  flush=True)
-        pretrain(path, progress=progress)
+        # Several processes (parallel test workers, grading workers, a book build) may ask
+        # at once: one trains, the others wait for its file.
+        with _locked(path.with_suffix(".lock")):
+            if force or not path.is_file():
+                if progress:
+                    print(f"training the course's small ResNet into {path} (a few minutes, "
+                          "once)", flush=True)
+                pretrain(path, progress=progress)
     return path
+
+
+@contextlib.contextmanager
+def _locked(lock_path):
+    """An exclusive lock on ``lock_path`` while the block runs (POSIX; elsewhere none)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no concurrent book builds or test workers there
+        yield
+        return
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

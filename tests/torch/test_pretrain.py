@@ -39,6 +39,40 @@ def test_ensure_pretrained_trains_only_when_missing(cache, monkeypatch, capsys):
     assert isinstance(models.small_resnet(weights="DEFAULT"), torch.nn.Module)
 
 
+def test_processes_asking_at_once_train_once(cache, monkeypatch):
+    """Parallel test workers and a book build may ask for the weights together."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    counter = ctx.Value("i", 0)
+
+    def slow_pretrain(path, *, progress):
+        with counter.get_lock():
+            counter.value += 1
+        time.sleep(1.0)
+        path.write_bytes(b"weights")
+        return {}
+
+    monkeypatch.setattr(pretrain, "pretrain", slow_pretrain)
+    procs = [ctx.Process(target=pretrain.ensure_pretrained, kwargs={"progress": False})
+             for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert counter.value == 1 and (cache / "small_resnet.pth").read_bytes() == b"weights"
+
+
+def test_an_unwritable_cache_fails_before_training(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("CNNLIB_CACHE", str(blocker))
+    monkeypatch.setattr(pretrain, "pretrain", lambda *a, **k: pytest.fail("trained anyway"))
+    with pytest.raises(OSError, match="not a folder that can be created"):
+        pretrain.ensure_pretrained(progress=False)
+
+
 def test_command_line_keeps_an_existing_file(cache, capsys):
     cache.mkdir(parents=True)
     (cache / "small_resnet.pth").write_bytes(b"not touched")
