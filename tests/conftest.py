@@ -16,7 +16,7 @@ import os
 
 import pytest
 from hypothesis import HealthCheck, settings
-from system_tools import _MISSING_RE, IN_CI, require_tool, sandbox_available  # noqa: F401
+from system_tools import IN_CI, missing_tools_summary, require_tool, sandbox_available  # noqa: F401
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -44,22 +44,7 @@ def _grade_unsandboxed_without_bubblewrap():
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    """One line per missing system tool: the tests it skipped and the install command."""
-    groups: dict[tuple[str, str], list[str]] = {}
-    for report in terminalreporter.stats.get("skipped", []):
-        text = str(report.longrepr[2] if isinstance(report.longrepr, tuple)
-                   else report.longrepr)
-        match = _MISSING_RE.search(text)
-        if match:
-            groups.setdefault((match["tool"], match["command"].strip()), []).append(
-                match["why"])
-    if not groups:
-        return
-    terminalreporter.section("skipped for missing system tools")
-    for (tool, command), whys in sorted(groups.items()):
-        what = ", ".join(sorted(set(whys)))
-        terminalreporter.write_line(f"{tool} missing: skipped {len(whys)} test(s) ({what}); "
-                                    f"install it with: {command}")
+    missing_tools_summary(terminalreporter)
 
 
 # Test files that share one graded class (the session fixture ``graded`` of tests/grading).
