@@ -338,3 +338,26 @@ def test_jail_without_a_weight_cache_sets_no_cache(tmp_path, monkeypatch):
     cmd = jail.jail_command(["python"], scratch=str(tmp_path), runtime_dir=str(tmp_path),
                             env={"HOME": str(tmp_path)})
     assert "CNNLIB_CACHE" not in cmd and str(tmp_path / "absent") not in cmd
+
+
+def test_a_parent_that_ran_torch_on_threads_does_not_hang_its_children():
+    """OpenMP's pool does not survive a fork: the kernel (or a test process) ran torch on
+    several threads, then a check's child convolves. It must finish, on one thread."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x, w = torch.randn(4, 8, 32, 32), torch.randn(8, 8, 3, 3)
+        for _ in range(3):
+            torch.nn.functional.conv2d(x, w, padding=1)
+
+        def convolve():
+            return (torch.nn.functional.conv2d(x, w, padding=1).sum().item(),
+                    torch.get_num_threads())
+
+        (o,) = run_cases(convolve, [((), {})], timeout=20, deny=DenyList(modules=()))
+        assert o.kind == "ok", o["detail"]
+        assert o["value"][1] == 1
+    finally:
+        torch.set_num_threads(threads)
