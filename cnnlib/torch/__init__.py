@@ -4,7 +4,8 @@
 :func:`count_parameters` and :func:`receptive_field` measure them; :func:`get_device`
 picks CUDA, then Apple MPS, then the CPU; :func:`load_pretrained` loads published or
 course weights without touching the network unless asked. Training (``train``),
-transfer learning (``transfer``) and augmentation (``augment``) are submodules,
+transfer learning (``transfer``), augmentation (``augment``) and int8 quantization
+(``quantize``) are submodules,
 imported on first use.
 """
 
@@ -23,8 +24,10 @@ __all__ = ["count_parameters", "get_device", "load_pretrained", "models", "recep
 
 # Heavier submodules (training loops, distributed set-up) load on first attribute
 # access, so that ``import cnnlib.torch`` stays quick.
-_LAZY_SUBMODULES = {"train", "cli", "transfer", "augment", "pretrain"}
-_LAZY_NAMES = {"fit": "train", "evaluate": "train", "ensure_pretrained": "pretrain"}
+_LAZY_SUBMODULES = {"train", "cli", "transfer", "augment", "pretrain", "quantize"}
+_LAZY_NAMES = {"fit": "train", "evaluate": "train", "ensure_pretrained": "pretrain",
+               "quantize_static": "quantize", "quantize_dynamic": "quantize",
+               "state_dict_bytes": "quantize", "weight_bytes": "quantize"}
 
 
 def __getattr__(name: str) -> Any:

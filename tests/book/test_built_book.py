@@ -482,7 +482,8 @@ def test_every_executed_page_offers_its_notebook(built_book, notebook_docs):
 
 API_MODULES = ["cnnlib.numpy", "cnnlib.torch", "cnnlib.torch.models", "cnnlib.torch.train",
                "cnnlib.torch.transfer", "cnnlib.torch.augment", "cnnlib.data", "cnnlib.viz",
-               "cnnlib.grading", "cnnlib.checks", "cnnlib.torch.cli"]
+               "cnnlib.grading", "cnnlib.checks", "cnnlib.torch.cli",
+               "cnnlib.torch.quantize"]
 
 
 def test_the_api_reference_documents_every_public_name(built_book):
