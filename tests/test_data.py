@@ -312,6 +312,75 @@ def test_stretch_contrast_rejects_bad_input(bad):
         data.stretch_contrast(bad)
 
 
+# --------------------------------------------------------------------------- segmentation
+
+def test_shapes_segmentation_types_and_determinism():
+    x, masks = data.shapes_segmentation(30, size=24, seed=5)
+    assert x.shape == (30, 3, 24, 24) and x.dtype == np.float32
+    assert masks.shape == (30, 24, 24) and masks.dtype == np.int64
+    assert x.min() >= 0 and x.max() <= 1
+    assert data.SEGMENTATION_CLASSES == ("background", "square", "disc", "triangle")
+    assert set(np.unique(masks)) == {0, 1, 2, 3}
+    x2, m2 = data.shapes_segmentation(30, size=24, seed=5)
+    np.testing.assert_array_equal(x, x2)
+    np.testing.assert_array_equal(masks, m2)
+    assert not np.array_equal(data.shapes_segmentation(30, size=24, seed=6)[1], masks)
+    # every image holds between 1 and max_shapes shapes
+    _, one = data.shapes_segmentation(20, max_shapes=1, seed=0)
+    assert all(len(np.unique(m)) == 2 for m in one)
+
+
+def components(mask):
+    """Connected regions (4-neighbourhood) of the non-zero pixels: (class, boolean mask)."""
+    from scipy import ndimage
+
+    labelled, n = ndimage.label(mask > 0)
+    return [(int(mask[labelled == i][0]), labelled == i) for i in range(1, n + 1)]
+
+
+def test_shapes_segmentation_masks_match_the_pictures():
+    from scipy import ndimage
+
+    x, masks = data.shapes_segmentation(200, seed=0)
+    fills = {1: [], 2: [], 3: []}
+    for image, mask in zip(x, masks):
+        # away from the anti-aliased outlines (a thin apex can cover a little of pixels two
+        # steps from any labelled one), the background pixels share one colour
+        # (up to the noise) and every shape pixel differs from it clearly: the mask is
+        # what the image shows
+        background = np.median(image[:, mask == 0], axis=1)  # (3,)
+        distance = np.linalg.norm(image - background[:, None, None], axis=0)  # (H, W)
+        inner_bg = ndimage.binary_erosion(mask == 0, iterations=2, border_value=1)
+        inner_fg = ndimage.binary_erosion(mask > 0)
+        assert distance[inner_bg].max() < 0.25
+        assert distance[inner_fg].min() > 0.3
+        # and the outline lies where the colour changes: half-covered pixels go to the
+        # class that covers at least half of them
+        assert np.median(distance[mask > 0]) > 2 * np.median(distance[mask == 0]) + 0.2
+        # shapes do not touch, so every region holds one class, and its outline
+        # fills its bounding box as the shape should
+        for cls, region in components(mask):
+            assert set(np.unique(mask[region])) == {cls}
+            rows, cols = np.flatnonzero(region.any(1)), np.flatnonzero(region.any(0))
+            box = region[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+            fills[cls].append(box.mean())
+    # square 1, disc pi/4, triangle 1/2 of the bounding box; the pixel grid adds a
+    # staircase to the triangle's slanted sides, which fills its small box a little more
+    assert np.mean(fills[1]) > 0.95
+    assert abs(np.mean(fills[2]) - np.pi / 4) < 0.05
+    assert 0.5 < np.mean(fills[3]) < 0.65 and np.max(fills[3]) < np.min(fills[1])
+    # the classes are about equally frequent
+    counts = np.array([len(fills[c]) for c in (1, 2, 3)])
+    assert counts.min() > 0.8 * counts.mean()
+
+
+@pytest.mark.parametrize(("kwargs", "exc"), [({"n": 0}, ValueError), ({"n": 2.0}, TypeError),
+                                             ({"n": 2, "size": 8}, ValueError),
+                                             ({"n": 2, "max_shapes": 0}, ValueError)])
+def test_shapes_segmentation_bad_arguments(kwargs, exc):
+    with pytest.raises(exc):
+        data.shapes_segmentation(**kwargs)
+
 # --------------------------------------------------------------------------- augmentation
 
 def test_random_shift_moves_content_with_zero_fill():
