@@ -429,7 +429,7 @@ def make_shapes(n: int, size: int = 32, seed=0, *,
 
 
 # The _shape_mask kind that draws each foreground class of SEGMENTATION_CLASSES.
-_SEGMENTATION_KINDS = {1: 1, 2: 0, 3: 2}  # square, disc (circle), triangle
+_SEGMENTATION_KINDS = {1: "square", 2: "circle", 3: "triangle"}
 # How far each shape reaches from its centre, in units of its 'radius' r: the square's
 # corners at 0.8 * sqrt(2) r, the triangle's base corners at sqrt(0.5**2 + 0.9**2) r.
 _SEGMENTATION_REACH = {1: 0.8 * 2 ** 0.5, 2: 1.0, 3: (0.5 ** 2 + 0.9 ** 2) ** 0.5}
