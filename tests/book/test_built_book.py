@@ -11,6 +11,7 @@ All tests use the session fixture ``built_book``, which builds the book when it 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -95,6 +96,12 @@ def notebook_docs() -> list[str]:
 
 def page(html: Path, doc: str) -> BeautifulSoup:
     return BeautifulSoup((html / f"{doc}.html").read_text(encoding="utf-8"), "html.parser")
+
+
+@functools.cache
+def target_page(path: Path) -> BeautifulSoup:
+    """A linked page, parsed once per session (read only: links look up anchors in it)."""
+    return BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
 
 
 def main_content(soup: BeautifulSoup):
@@ -325,8 +332,7 @@ def test_cross_references_resolve(built_book):
                 problems.append(f"{doc}: link {href} points to a missing page")
                 continue
             if parsed.fragment:
-                ids = BeautifulSoup(target.read_text(encoding="utf-8"), "html.parser")
-                if ids.find(id=parsed.fragment) is None:
+                if target_page(target.resolve()).find(id=parsed.fragment) is None:
                     problems.append(f"{doc}: link {href} points to a missing anchor")
     assert not problems, "\n".join(problems)
 
@@ -400,8 +406,7 @@ def test_links_to_a_chapter_show_its_number_and_title(built_book):
             if target not in wanted:
                 continue
             if href.fragment:  # a section inside the chapter is not a link to the chapter
-                section = BeautifulSoup(target.read_text(encoding="utf-8"), "html.parser")
-                anchor = section.find(id=href.fragment)
+                anchor = target_page(target).find(id=href.fragment)
                 # The chapter's own target: its h1, the section holding it, or the empty
                 # span a label puts right before it.
                 heads = anchor is not None and (

@@ -6,7 +6,7 @@ are what ``a4_students.py`` generates, and the sample students' code behaves as 
 spec's variants say, and every mistake student fails the solution's hidden checks of its
 function (run here, with the kernel's grader) with its mistake named. The graded class
 (``graded``, module-scoped, marked slow) autogrades the solution, the release, the complete
-and partial samples, two mistake students and some broken notebooks with the real nbgrader
+and partial samples, one mistake student and some broken notebooks with the real nbgrader
 CLI in one scratch course with only this assignment.
 """
 
@@ -319,9 +319,9 @@ def by_function(row):
     return {name: sum(row.get(cell, 0) or 0 for cell in cells) for name, cells in POINTS.items()}
 
 
-# Mistake students graded as whole notebooks too: one named from a variant, one that loses
-# only some checks; every other one is graded in-process above.
-END_TO_END = ["a4_residual_stride_in_conv2", "a4_vgg_no_padding"]
+# The mistake student graded as a whole notebook too (its feedback names the mistake,
+# found from the output's shape); every mistake is graded in-process above.
+END_TO_END = ["a4_vgg_no_padding"]
 
 
 @pytest.fixture(scope="module")

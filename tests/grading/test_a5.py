@@ -4,8 +4,8 @@ class graded end to end with the real nbgrader CLI.
 Each mistake student's function is run here through the solution's hidden checks of that
 function (the kernel's grader: the same spec checks and diagnosis as in grading). One
 scratch course with only this assignment grades, in one ``nbgrader autograde`` call, the
-solution, the release, the complete and partial samples, one mistake student per graded
-function and two broken notebooks; the tests then read the gradebook and the feedback.
+solution, the release, the complete and partial samples, one mistake student and two
+broken notebooks; the tests then read the gradebook and the feedback.
 The pre-trained weights come from the weight cache, which the jail shows read-only
 (``ensure_pretrained`` fills it first when it is empty).
 """
@@ -48,9 +48,9 @@ MISTAKE_OF = {
 }
 
 
-# Mistake students graded as whole notebooks too, one per function; the others are graded
-# in-process only (test_each_mistake_fails_its_hidden_checks_and_is_named).
-END_TO_END = ["a5_freeze_head_frozen", "a5_head_stacked", "a5_groups_swapped"]
+# The mistake student graded as a whole notebook too (its feedback names the mistake);
+# every mistake is graded in-process (test_each_mistake_fails_its_hidden_checks_and_is_named).
+END_TO_END = ["a5_head_stacked"]
 TORCH = "import numpy as np\nimport torch\nfrom torch import nn"
 
 
