@@ -211,9 +211,12 @@ def _window_error(detail, args=None):
             # a square window cut from a non-square kernel's height or width
             shapes = [tuple(int(d) for d in m.split(",") if d.strip())
                       for m in re.findall(r"\(([\d,\s]+)\)", detail)]
-            if KH != KW and any(len(t) >= 2 and t[-2] == t[-1] in (KH, KW) for t in shapes):
-                k = next(t[-1] for t in shapes if len(t) >= 2 and t[-2] == t[-1] in (KH, KW))
-                return _SQUARE_WINDOW.format(k=k, KH=KH, KW=KW)
+            squares = [t[-1] for t in shapes if len(t) >= 2 and t[-2] == t[-1] in (KH, KW)]
+            if KH != KW and squares:
+                words = _SQUARE_WINDOW.format(k=squares[0], KH=KH, KW=KW)
+                # a window cut short by the edge is never larger than the kernel
+                return words if squares[0] == max(KH, KW) else (
+                    f"either {words}, or {_WINDOW_PAST_EDGE}")
         return _WINDOW_PAST_EDGE
     return None
 
@@ -221,16 +224,18 @@ def _window_error(detail, args=None):
 def _size_mixup(got, H, W, KH, KW, size):
     """Words for an output shape computed with a height where a width belongs (or the
     other way round), or None. ``size(n, k)`` is the output size along one axis."""
-    right = (size(H, KH), size(W, KW))
-    if got == right:
+    if got == (size(H, KH), size(W, KW)):
         return None
+    causes = []
     if KH != KW and got in ((size(H, KH), size(W, KH)), (size(H, KW), size(W, KW))):
-        return ("the kernel was taken to be square: the output's height comes from KH and its "
-                "width from KW, and a kernel may be KH x KW with KH != KW")
+        causes.append("the kernel was taken to be square (the output's height comes from KH "
+                      "and its width from KW, and a kernel may be KH x KW with KH != KW)")
     if H != W and got in ((size(H, KH), size(H, KW)), (size(W, KH), size(W, KW))):
-        return ("the input was taken to be square: the output's height comes from H and its "
-                "width from W, and an input may be H x W with H != W")
-    return None
+        causes.append("the input was taken to be square (the output's height comes from H "
+                      "and its width from W, and an input may be H x W with H != W)")
+    if len(causes) == 2:
+        return "either " + causes[0] + ", or " + causes[1] + ": both give this shape"
+    return causes[0] if causes else None
 
 
 def _nonsquare_kernel(c):

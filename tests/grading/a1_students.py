@@ -164,6 +164,9 @@ def conv2d(x, w, b, stride=1, padding=0):
             out[:, :, i, j] = (patch * w[None]).sum(axis=(2, 3, 4)) + b
     return out
 '''
+# An input taken to be square: the output's width comes from H.
+CONV_SQUARE_INPUT = CONV.replace("Wo = conv_output_size(W, KW, stride, padding)",
+                                 "Wo = conv_output_size(H, KW, stride, padding)")
 CORR_SQUARE_ONLY = '''
 def correlate2d(image, kernel):
     k = kernel.shape[0]

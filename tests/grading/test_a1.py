@@ -62,7 +62,19 @@ def test_square_only_code_is_told_non_square_not_float32():
         reports = "\n".join(v for v in verdicts.values() if v)
         assert "non-square kernels (KH != KW)" in reports, reports
         assert "float32" not in reports.replace("(float32)", ""), reports
-        assert "ran past the edge" not in reports, reports
+        # an error alone may not tell a square window from one cut short by the edge:
+        # then both are named, never the edge alone
+        for line in reports.splitlines():
+            assert "ran past the edge" not in line or "need not be square" in line, line
+            assert line.startswith(("Hint", function)) or "square" in line, line
+
+
+def test_code_for_square_inputs_only_is_told_so():
+    verdicts = run_hidden_checks("a1", dict(S.CORRECT, conv2d=S.CONV_SQUARE_INPUT),
+                                 hidden_checks(ASSIGNMENT, NOTEBOOK, "conv2d"))
+    reports = "\n".join(v for v in verdicts.values() if v)
+    assert ": the input was taken to be square" in reports, reports  # not only "either"
+    assert "float32" not in reports.replace("(float32)", ""), reports
 
 
 def _visible(grade_id, functions):

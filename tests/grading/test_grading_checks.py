@@ -369,7 +369,12 @@ def test_an_explanation_of_an_error_may_read_the_arguments():
     raised = {"kind": "raised", "detail": "raised ValueError: operands could not be "
               "broadcast together with shapes (2,2) (2,3) "}
     passed, report = checks.judge(spec, lib, configs, calls, [raised])
+    # a 2 x 2 window may also be a 2 x 3 one cut short by the edge: both are named
     assert not passed and "the window is 2 x 2 but the kernel is 2 x 3" in report, report
+    assert "ran past the edge" in report
+    wider = dict(raised, detail=raised["detail"].replace("(2,2) (2,3)", "(3,3) (2,3)"))
+    report = checks.judge(spec, lib, configs, calls, [wider])[1]
+    assert "the window is 3 x 3" in report and "ran past the edge" not in report, report
     configs, calls = checks.make_inputs(spec, 5, [dict(image=[5, 8], kernel=[3, 3])])
     passed, report = checks.judge(spec, lib, configs, calls, [raised])
     assert "a window ran past the edge" in report, report
