@@ -46,11 +46,14 @@ $(STAMP): pyproject.toml constraints.txt
 book: $(STAMP)
 	$(PY) tools/build_book.py
 
+# pytest-xdist: one worker per core, each test file on one worker (tests/conftest.py)
+PYTEST_WORKERS ?= auto
+
 test: $(STAMP) system-tools
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 test-fast: $(STAMP) system-tools
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile -m "not slow"
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

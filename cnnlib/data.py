@@ -17,6 +17,9 @@ Embedded datasets
                              train and test patches cut from disjoint regions
     load_faces()             200 LFW crops, face / non-face, (N, 1, 25, 25)
     make_shapes(n)           synthetic coloured circles, squares, triangles and crosses
+                             (or eight other outlines), colour or grey
+    shapes_segmentation(n)   synthetic scenes of squares, discs and triangles with a
+                             class per pixel, for segmentation
 
 Readers (root from the argument, else the ``CNNLIB_DATA`` environment variable)
 -------------------------------------------------------------------------------
@@ -42,12 +45,17 @@ from cnnlib.checks import as_int
 __all__ = [
     "DataSplit",
     "SHAPE_CLASSES",
+    "OTHER_SHAPE_CLASSES",
+    "ALL_SHAPES",
+    "SEGMENTATION_CLASSES",
     "TEXTURE_CLASSES",
     "load_digits",
     "load_textures",
     "load_faces",
     "make_shapes",
     "random_shift",
+    "stretch_contrast",
+    "shapes_segmentation",
     "read_mnist",
     "read_cifar10",
     "read_image_folder",
@@ -55,6 +63,10 @@ __all__ = [
 
 ENV_VAR = "CNNLIB_DATA"
 SHAPE_CLASSES = ("circle", "square", "triangle", "cross")
+OTHER_SHAPE_CLASSES = ("ring", "star", "ellipse", "crescent", "ell", "tee", "arrow",
+                       "half-disc")
+ALL_SHAPES = SHAPE_CLASSES + OTHER_SHAPE_CLASSES
+SEGMENTATION_CLASSES = ("background", "square", "disc", "triangle")
 TEXTURE_CLASSES = ("brick", "grass", "gravel", "moon")
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
 MNIST_CLASSES = DIGIT_CLASSES
@@ -262,27 +274,94 @@ def load_faces(*, test_size: float = 0.25, seed=0) -> DataSplit:
     return _split(x, y, test_size, seed, ("non-face", "face"))
 
 
-def _shape_mask(kind: int, yy: np.ndarray, xx: np.ndarray, cy: float, cx: float,
+def _shape_mask(kind: str, yy: np.ndarray, xx: np.ndarray, cy: float, cx: float,
                 r: float) -> np.ndarray:
     """Boolean mask of one shape of 'radius' r centred at (cy, cx) on a pixel grid."""
     dy, dx = yy - cy, xx - cx
-    if kind == 0:  # circle
-        return dy * dy + dx * dx <= r * r
-    if kind == 1:  # square, side 1.6 r so that its area is close to the circle's
+    d2 = dy * dy + dx * dx
+    if kind == "circle":
+        return d2 <= r * r
+    if kind == "square":  # side 1.6 r so that its area is close to the circle's
         return (np.abs(dy) <= 0.8 * r) & (np.abs(dx) <= 0.8 * r)
-    if kind == 2:  # upward triangle: apex at top, base at cy + r/2
+    if kind == "triangle":  # upward: apex at top, base at cy + r/2
         base = cy + 0.5 * r
         top = cy - r
-        height = base - top
-        half_width = (yy - top) / height * (0.9 * r)
+        half_width = (yy - top) / (base - top) * (0.9 * r)
         return (yy >= top) & (yy <= base) & (np.abs(dx) <= half_width)
-    # cross: two bars of width 0.6 r
-    arm = 0.3 * r
-    return (((np.abs(dx) <= arm) & (np.abs(dy) <= r))
-            | ((np.abs(dy) <= arm) & (np.abs(dx) <= r)))
+    if kind == "cross":  # two bars of width 0.6 r
+        arm = 0.3 * r
+        return (((np.abs(dx) <= arm) & (np.abs(dy) <= r))
+                | ((np.abs(dy) <= arm) & (np.abs(dx) <= r)))
+    if kind == "ring":
+        return (d2 <= r * r) & (d2 >= (0.55 * r) ** 2)
+    if kind == "star":  # five points, one upwards; the radius swings from 0.45 r to r
+        angle = np.arctan2(dx, -dy)
+        return np.sqrt(d2) <= r * (0.725 + 0.275 * np.cos(5 * angle))
+    if kind == "ellipse":  # lying, half as tall as wide
+        return (dx / r) ** 2 + (dy / (0.5 * r)) ** 2 <= 1
+    if kind == "crescent":  # a disc with a disc bitten out of its right side
+        bite = (dy + 0.15 * r) ** 2 + (dx - 0.5 * r) ** 2 <= (0.8 * r) ** 2
+        return (d2 <= r * r) & ~bite
+    if kind == "ell":  # an L: a tall bar on the left and a foot to the right
+        return (((dx >= -0.7 * r) & (dx <= -0.2 * r) & (np.abs(dy) <= r))
+                | ((dy >= 0.5 * r) & (dy <= r) & (np.abs(dx) <= 0.7 * r)))
+    if kind == "tee":  # a T: a bar across the top on a stem
+        return (((dy >= -r) & (dy <= -0.5 * r) & (np.abs(dx) <= r))
+                | ((np.abs(dx) <= 0.25 * r) & (np.abs(dy) <= r)))
+    if kind == "arrow":  # pointing right: a shaft and a triangular head
+        shaft = (np.abs(dy) <= 0.22 * r) & (dx >= -r) & (dx <= 0.1 * r)
+        head = (dx >= 0.0) & (dx <= r) & (np.abs(dy) <= 0.8 * (r - dx))
+        return shaft | head
+    if kind == "half-disc":  # the upper half of a disc, flat side down
+        return ((dy - 0.5 * r) ** 2 + dx * dx <= r * r) & (dy <= 0.5 * r)
+    raise ValueError(f"unknown shape {kind!r}; choose from {ALL_SHAPES}")
 
 
-def make_shapes(n: int, size: int = 32, seed=0) -> tuple[np.ndarray, np.ndarray]:
+def stretch_contrast(x: np.ndarray) -> np.ndarray:
+    """Stretch each image linearly so that its darkest value is 0 and its brightest 1.
+
+    Parameters
+    ----------
+    x : (N, C, H, W) ndarray
+        A batch of images; the minimum and maximum are taken per image, over all its
+        channels.
+
+    Returns
+    -------
+    (N, C, H, W) float32 ndarray in [0, 1]
+        ``(x - min) / (max - min)`` per image; an image of one constant value becomes 0.
+
+    Notes
+    -----
+    Chapter 12 gives every image of a source and a target task the same range this way,
+    so that a network trained on one sees the other in the form it knows.
+    """
+    if not isinstance(x, np.ndarray) or x.ndim != 4:
+        raise ValueError(f"x must be a 4-dimensional (N, C, H, W) ndarray, got "
+                         f"{getattr(x, 'shape', type(x).__name__)}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("x holds NaN or infinite values, which would spread to its image")
+    lo = x.min(axis=(1, 2, 3), keepdims=True)  # (N, 1, 1, 1)
+    span = x.max(axis=(1, 2, 3), keepdims=True) - lo  # (N, 1, 1, 1)
+    # A constant image has no contrast to stretch; dividing by 1 maps it to 0.
+    out = (x - lo) / np.where(span > 0, span, 1.0)
+    return out.astype(np.float32)
+
+
+def _grey_contrast(x: np.ndarray) -> np.ndarray:
+    """(n, 3, s, s) colour shapes -> (n, 1, s, s): distance from the background colour."""
+    border = np.concatenate([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]],
+                            axis=2)  # (n, 3, 4s)
+    background = np.median(border, axis=2)[..., None, None]  # (n, 3, 1, 1)
+    # The colour distance, not the difference of grey levels: a red shape on a green
+    # background of the same brightness would vanish in grey.
+    distance = np.sqrt(((x - background) ** 2).sum(axis=1, keepdims=True))  # (n, 1, s, s)
+    return stretch_contrast(distance)
+
+
+def make_shapes(n: int, size: int = 32, seed=0, *,
+                classes: tuple[str, ...] = SHAPE_CLASSES,
+                grey: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Synthetic coloured shapes on coloured backgrounds, labelled by shape.
 
     Parameters
@@ -293,24 +372,39 @@ def make_shapes(n: int, size: int = 32, seed=0) -> tuple[np.ndarray, np.ndarray]
         Side of the images (at least 8).
     seed : int or numpy.random.Generator
         The same seed always gives the same images.
+    classes : tuple of str
+        The shapes to draw, from :data:`ALL_SHAPES`; label ``k`` is ``classes[k]``.
+        The default, :data:`SHAPE_CLASSES`, are circle, square, triangle and cross;
+        :data:`OTHER_SHAPE_CLASSES` are eight further outlines (ring, star, ellipse,
+        crescent, L, T, arrow, half disc), none of them one of the first four.
+    grey : bool
+        Return one channel instead of three: each pixel's distance from the background
+        colour (the median of the image's border) in RGB space, stretched so that the
+        image spans [0, 1]. Every shape is then bright on a dark background, whatever
+        its colours were.
 
     Returns
     -------
     x : (n, 3, size, size) float32 ndarray in [0, 1]
+        ``(n, 1, size, size)`` with ``grey=True``.
     y : (n,) int64 ndarray
-        Index into :data:`SHAPE_CLASSES` (circle, square, triangle, cross).
+        Index into ``classes``.
 
     Notes
     -----
     Position, size, shape colour and background colour are random; the shape colour is
     kept at a visible distance from the background, and a little pixel noise is
     added, so a network has to learn the outline rather than a colour.
-    Edges are anti-aliased by 4x4 supersampling.
+    Edges are anti-aliased by 4x4 supersampling. Chapter 12 (transfer learning) trains
+    a network on the other shapes and moves it to the first four.
     """
     n = as_int(n, "n", minimum=1)
     size = as_int(size, "size", minimum=8)
+    if isinstance(classes, str) or not classes or any(c not in ALL_SHAPES for c in classes):
+        raise ValueError(f"classes must be a non-empty tuple of names from {ALL_SHAPES}, "
+                         f"got {classes!r}")
     rng = np.random.default_rng(seed)
-    y = rng.permutation(np.arange(n) % len(SHAPE_CLASSES)).astype(np.int64)
+    y = rng.permutation(np.arange(n) % len(classes)).astype(np.int64)
     ss = 4
     # Pixel-centre coordinates of a supersampled grid, in pixel units.
     grid = (np.arange(size * ss) + 0.5) / ss
@@ -324,14 +418,98 @@ def make_shapes(n: int, size: int = 32, seed=0) -> tuple[np.ndarray, np.ndarray]
             colour = rng.uniform(0.0, 1.0, size=3)
             if np.linalg.norm(colour - background) > 0.5:
                 break
-        mask = _shape_mask(int(y[i]), yy, xx, cy, cx, r).astype(np.float64)
+        mask = _shape_mask(classes[y[i]], yy, xx, cy, cx, r).astype(np.float64)
         # (size*ss, size*ss) -> (size, ss, size, ss) -> coverage per pixel
         cover = mask.reshape(size, ss, size, ss).mean(axis=(1, 3))  # (size, size)
         image = (background[:, None, None] * (1.0 - cover)
                  + colour[:, None, None] * cover)  # (3, size, size)
         image += rng.normal(0.0, 0.03, size=image.shape)
         x[i] = np.clip(image, 0.0, 1.0)
-    return x, y
+    return (_grey_contrast(x) if grey else x), y
+
+
+# The _shape_mask kind that draws each foreground class of SEGMENTATION_CLASSES.
+_SEGMENTATION_KINDS = {1: "square", 2: "circle", 3: "triangle"}
+# How far each shape reaches from its centre, in units of its 'radius' r: the square's
+# corners at 0.8 * sqrt(2) r, the triangle's base corners at sqrt(0.5**2 + 0.9**2) r.
+_SEGMENTATION_REACH = {1: 0.8 * 2 ** 0.5, 2: 1.0, 3: (0.5 ** 2 + 0.9 ** 2) ** 0.5}
+
+
+def shapes_segmentation(n: int, *, size: int = 32, max_shapes: int = 3,
+                        seed=0) -> tuple[np.ndarray, np.ndarray]:
+    """Synthetic scenes of coloured shapes with a class for every pixel.
+
+    Parameters
+    ----------
+    n : int
+        Number of images.
+    size : int
+        Side of the images (at least 16).
+    max_shapes : int
+        Each image holds between 1 and ``max_shapes`` shapes (at least 1), each of a
+        random class.
+    seed : int or numpy.random.Generator
+        The same seed always gives the same images and masks.
+
+    Returns
+    -------
+    x : (n, 3, size, size) float32 ndarray in [0, 1]
+    masks : (n, size, size) int64 ndarray
+        Index into :data:`SEGMENTATION_CLASSES` (background, square, disc, triangle)
+        for every pixel: the class of the shape that covers at least half of the pixel,
+        else background.
+
+    Notes
+    -----
+    Shapes do not overlap (their enclosing circles are kept apart, so every shape is
+    whole) and lie inside the frame; their 'radius' is 14-24 % of ``size``. Every
+    shape has its own colour, at a visible distance from the background colour, and a
+    little pixel noise is added, so a network has to use the outline, not the colour, to
+    tell the classes apart. Edges are anti-aliased by 4x4 supersampling. Chapter 14
+    (segmentation) trains a small U-Net on these scenes.
+    """
+    n = as_int(n, "n", minimum=1)
+    size = as_int(size, "size", minimum=16)
+    max_shapes = as_int(max_shapes, "max_shapes", minimum=1)
+    rng = np.random.default_rng(seed)
+    ss = 4
+    grid = (np.arange(size * ss) + 0.5) / ss  # pixel-centre coordinates, supersampled
+    yy, xx = np.meshgrid(grid, grid, indexing="ij")  # (size*ss, size*ss)
+    x = np.empty((n, 3, size, size), dtype=np.float32)
+    masks = np.zeros((n, size, size), dtype=np.int64)
+    for i in range(n):
+        background = rng.uniform(0.0, 1.0, size=3)
+        image = np.broadcast_to(background[:, None, None], (3, size, size)).copy()
+        placed: list[tuple[float, float, float]] = []  # (cy, cx, r) of the shapes so far
+        for _ in range(int(rng.integers(1, max_shapes + 1))):
+            cls = int(rng.integers(1, len(SEGMENTATION_CLASSES)))
+            r = rng.uniform(0.14, 0.24) * size
+            reach = _SEGMENTATION_REACH[cls] * r  # radius of the enclosing circle
+            for _attempt in range(20):  # a free spot, or skip the shape
+                cy, cx = rng.uniform(r, size - r, size=2)
+                if all(np.hypot(cy - py, cx - px) > reach + pr + 1 for py, px, pr in placed):
+                    break
+            else:
+                continue
+            placed.append((cy, cx, reach))
+            while True:
+                colour = rng.uniform(0.0, 1.0, size=3)
+                if np.linalg.norm(colour - background) > 0.5:
+                    break
+            # Only the pixels of the shape's bounding square can be covered.
+            top, left = (max(int(c - r) - 1, 0) for c in (cy, cx))
+            bottom, right = (min(int(c + r) + 2, size) for c in (cy, cx))
+            window = np.s_[top * ss:bottom * ss, left * ss:right * ss]
+            inside = _shape_mask(_SEGMENTATION_KINDS[cls], yy[window], xx[window], cy, cx, r)
+            h, w = bottom - top, right - left
+            cover = np.zeros((size, size))
+            # (h*ss, w*ss) -> (h, ss, w, ss) -> coverage per pixel
+            cover[top:bottom, left:right] = inside.reshape(h, ss, w, ss).mean(axis=(1, 3))
+            image = image * (1.0 - cover) + colour[:, None, None] * cover  # (3, size, size)
+            masks[i][cover >= 0.5] = cls
+        image += rng.normal(0.0, 0.03, size=image.shape)
+        x[i] = np.clip(image, 0.0, 1.0)
+    return x, masks
 
 
 def random_shift(x: np.ndarray, max_shift: int = 2, rng=None) -> np.ndarray:

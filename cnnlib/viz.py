@@ -20,6 +20,7 @@ import io
 import math
 import numbers
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -34,7 +35,10 @@ __all__ = [
     "conv_explorer_static",
     "figure_to_png",
     "gradient_routing_diagram",
+    "NetworkBlock",
     "html_table",
+    "network_blocks",
+    "network_diagram",
     "padding_stride_diagram",
     "plot_activations",
     "plot_confusion_matrix",
@@ -815,6 +819,154 @@ def show_misclassified(x, y_true, y_pred, *, class_names=None, n=16, ncols=8,
         return fig
     titles = [f"{name(y_true[i])} -> {name(y_pred[i])}" for i in wrong]
     return show_images(x[wrong], titles=titles, ncols=ncols, cmap=cmap)
+
+
+# --------------------------------------------------------------------------- network diagrams
+
+
+class NetworkBlock(NamedTuple):
+    """One box of :func:`network_diagram`: a layer (or a merged module) and its output."""
+
+    name: str
+    label: str
+    kind: str
+    shape: tuple[int, ...]
+
+
+# Layer types drawn as boxes, by the name summarize records; activations, normalisation
+# and dropout change no shape and are left out so that the diagram stays readable.
+_DIAGRAM_KINDS = {"Conv2d": "conv", "MaxPool2d": "pool", "AvgPool2d": "pool",
+                  "AdaptiveAvgPool2d": "pool", "AdaptiveMaxPool2d": "pool",
+                  "Linear": "dense"}
+_KIND_COLOURS = {"input": "#ffffff", "conv": "#f7d9b0", "pool": "#d9ead3",
+                 "dense": "#cfe3f7", "module": "#e4d4f4"}
+
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _layer_label(module, kind_name: str, shape: tuple[int, ...]) -> str:
+    if kind_name == "Conv2d":
+        kh, kw = _pair(module.kernel_size)
+        stride = _pair(module.stride)
+        label = f"conv {kh}x{kw}"
+        return label + (f" /{stride[0]}" if max(stride) > 1 else "")
+    if kind_name in ("MaxPool2d", "AvgPool2d"):
+        k = _pair(module.kernel_size)
+        s = _pair(module.stride if module.stride is not None else module.kernel_size)
+        return f"{'max' if kind_name == 'MaxPool2d' else 'avg'} pool {k[0]}x{k[1]} /{s[0]}"
+    if kind_name.startswith("Adaptive"):
+        how = "avg" if "Avg" in kind_name else "max"
+        # Adaptive to 1x1 is global pooling; AlexNet's and VGG's pool to 6x6 and 7x7.
+        return f"global {how} pool" if shape[1:] == (1, 1) else f"adaptive {how} pool"
+    return "linear" if kind_name == "Linear" else kind_name
+
+
+def network_blocks(model, summary, *, merge=()) -> list[NetworkBlock]:
+    """The boxes of a whole-network diagram, read from a :func:`cnnlib.torch.summarize` table.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network that was summarised (its layers give kernel sizes and strides).
+    summary : cnnlib.torch.ModelSummary
+        ``summarize(model, input_size)``; its rows give every layer's output shape.
+    merge : sequence of str
+        Names of modules whose children run side by side on the same input and are
+        concatenated along the channels (GoogLeNet's Inception modules). Each becomes one
+        box whose channels are the sum of its children's last outputs.
+
+    Returns
+    -------
+    list of NetworkBlock
+        The input first, then every convolution, pooling and linear layer in execution
+        order (activations, normalisation and dropout keep the shape and are left out).
+    """
+    merge = list(merge)
+    blocks = [NetworkBlock("input", "input", "input", tuple(summary.input_size))]
+    done: set[str] = set()
+    for row in summary.rows:
+        owner = next((m for m in merge if row.name.startswith(m + ".")), None)
+        if owner is not None:
+            if owner in done:
+                continue
+            done.add(owner)
+            rows = [r for r in summary.rows if r.name.startswith(owner + ".")]
+            last: dict[str, tuple[int, ...]] = {}
+            for r in rows:  # the last output of each child (branch) of the module
+                last[r.name[len(owner) + 1:].split(".")[0]] = r.output_shape
+            shapes = list(last.values())
+            if len({s[1:] for s in shapes}) != 1:
+                raise ValueError(f"the branches of {owner!r} end with different spatial sizes "
+                                 f"{[s[1:] for s in shapes]}; they cannot be concatenated")
+            channels = sum(s[0] for s in shapes)
+            blocks.append(NetworkBlock(owner, owner, "module", (channels, *shapes[0][1:])))
+            continue
+        kind = _DIAGRAM_KINDS.get(row.type)
+        if kind is None:
+            continue
+        label = _layer_label(model.get_submodule(row.name), row.type, tuple(row.output_shape))
+        blocks.append(NetworkBlock(row.name, label, kind, tuple(row.output_shape)))
+    return blocks
+
+
+def network_diagram(model, summary, *, merge=(), ncols=12, title=None,
+                    figsize=None) -> Figure:
+    """A whole network as a row of boxes, one per layer, drawn from its summary.
+
+    A box's height grows with the spatial size of the layer's output and its width with
+    the number of channels (logarithmically), so a reader sees the maps shrink and
+    thicken; under each box are the layer and its output shape. Vectors (the outputs of
+    linear layers) are thin boxes whose height grows with their length.
+
+    Parameters
+    ----------
+    model, summary, merge
+        As for :func:`network_blocks`, which computes the boxes.
+    ncols : int
+        Boxes per row; longer networks continue on the next row.
+    title : str, optional
+    figsize : (float, float), optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    blocks = network_blocks(model, summary, merge=merge)
+    nrows, ncols = _grid(len(blocks), ncols)
+    if figsize is None:
+        figsize = (1.05 * ncols + 0.3, 2.5 * nrows + (0.4 if title else 0.1))
+    fig = Figure(figsize=figsize, layout="constrained")
+    ax = fig.subplots()
+    ax.set_axis_off()
+    spatial = [b.shape[1] for b in blocks if len(b.shape) == 3]
+    largest_side = max(spatial) if spatial else 1
+    largest_channels = max((b.shape[0] for b in blocks), default=1)
+    row_height = 2.6
+    for k, b in enumerate(blocks):
+        row, col = divmod(k, ncols)
+        xc, base = col + 0.5, -row * row_height
+        if len(b.shape) == 3:
+            c, h, _ = b.shape
+            height = 0.1 + 1.4 * math.sqrt(h / largest_side)
+            width = 0.1 + 0.6 * math.log2(1 + c) / math.log2(1 + largest_channels)
+        else:
+            n = int(np.prod(b.shape))
+            height = 0.25 + 1.25 * math.log10(1 + n) / math.log10(1 + max(largest_channels, n))
+            width = 0.08
+        ax.add_patch(Rectangle((xc - width / 2, base + 0.9), width, height,
+                               facecolor=_KIND_COLOURS[b.kind], edgecolor="black", lw=0.8))
+        if col:
+            ax.annotate("", xy=(xc - 0.36, base + 0.75), xytext=(xc - 0.64, base + 0.75),
+                        arrowprops=dict(arrowstyle="-|>", color="0.4", lw=0.8))
+        ax.text(xc, base + 0.72, b.label, ha="center", va="top", fontsize=6.5, wrap=False)
+        ax.text(xc, base + 0.42, "x".join(map(str, b.shape)), ha="center", va="top",
+                fontsize=6.5, color="0.3")
+    ax.set(xlim=(0, ncols), ylim=(-(nrows - 1) * row_height + 0.1, 2.5))
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig
 
 
 # --------------------------------------------------------------------------- tables

@@ -16,7 +16,7 @@ import os
 
 import pytest
 from hypothesis import HealthCheck, settings
-from system_tools import _MISSING_RE, IN_CI, require_tool, sandbox_available  # noqa: F401
+from system_tools import IN_CI, missing_tools_summary, require_tool, sandbox_available  # noqa: F401
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -44,33 +44,23 @@ def _grade_unsandboxed_without_bubblewrap():
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    """One line per missing system tool: the tests it skipped and the install command."""
-    groups: dict[tuple[str, str], list[str]] = {}
-    for report in terminalreporter.stats.get("skipped", []):
-        text = str(report.longrepr[2] if isinstance(report.longrepr, tuple)
-                   else report.longrepr)
-        match = _MISSING_RE.search(text)
-        if match:
-            groups.setdefault((match["tool"], match["command"].strip()), []).append(
-                match["why"])
-    if not groups:
-        return
-    terminalreporter.section("skipped for missing system tools")
-    for (tool, command), whys in sorted(groups.items()):
-        what = ", ".join(sorted(set(whys)))
-        terminalreporter.write_line(f"{tool} missing: skipped {len(whys)} test(s) ({what}); "
-                                    f"install it with: {command}")
+    missing_tools_summary(terminalreporter)
 
 
-# Tests that share one graded class (the session fixture ``graded`` of tests/grading).
-_SHARED_GROUPS = {"test_pipeline.py": "a1-class", "test_trusted.py": "a1-class"}
+# Test files that share one graded class (the session fixture ``graded`` of tests/grading).
+_SHARED_SCOPES = {"tests/grading/test_trusted.py": "tests/grading/test_pipeline.py"}
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``make test`` runs two workers, ``--dist loadgroup``), keep each
-    test file on one worker, so a module's expensive fixture (a graded class, a trained
-    network) is built once; the two files that share the a1 class are one group."""
-    for item in items:
-        group = _SHARED_GROUPS.get(item.path.name, item.path.relative_to(config.rootpath))
-        item.add_marker(pytest.mark.xdist_group(str(group)))
+def pytest_xdist_make_scheduler(config, log):
+    """Under pytest-xdist (``make test`` runs a worker per core), each test file runs on one
+    worker, so a module's expensive fixture (a graded class, a trained network) is built
+    once, and the two files that share the a1 class run on the same worker. (xdist's own
+    ``loadgroup`` marks do not reach this pytest's node ids.)"""
+    from xdist.scheduler import LoadFileScheduling
+
+    class CourseScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid):
+            scope = super()._split_scope(nodeid)
+            return _SHARED_SCOPES.get(scope, scope)
+
+    return CourseScheduling(config, log)

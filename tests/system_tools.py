@@ -26,7 +26,7 @@ def missing_tool(tool: str, package: str, why: str) -> None:
     Debian package) provides."""
     message = (f"{_MISSING} {tool} ({why}): install it with: sudo apt-get install {package}; "
                "`make test` as root installs it")
-    if IN_CI:
+    if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
 
@@ -64,3 +64,22 @@ def postgres_available() -> bool:
 def require_postgres(why: str = "the PostgreSQL gradebook tests") -> None:
     if not postgres_available():
         missing_tool("postgresql", "postgresql", why)
+
+
+def missing_tools_summary(terminalreporter, *args):
+    """One line per missing system tool: the tests it skipped and the install command."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        text = str(report.longrepr[2] if isinstance(report.longrepr, tuple)
+                   else report.longrepr)
+        match = _MISSING_RE.search(text)
+        if match:
+            groups.setdefault((match["tool"], match["command"].strip()), []).append(
+                match["why"])
+    if not groups:
+        return
+    terminalreporter.section("skipped for missing system tools")
+    for (tool, command), whys in sorted(groups.items()):
+        what = ", ".join(sorted(set(whys)))
+        terminalreporter.write_line(f"{tool} missing: skipped {len(whys)} test(s) ({what}); "
+                                    f"install it with: {command}")

@@ -8,6 +8,8 @@ import struct
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cnnlib import data
 
@@ -191,6 +193,193 @@ def test_shapes_are_distinguishable_by_outline():
     # square fills its box, circle pi/4, triangle and cross about half.
     assert means[1] > 0.9 and abs(means[0] - np.pi / 4) < 0.06 and means[2] < 0.6
 
+
+def test_default_shapes_are_unchanged_by_the_new_options():
+    """The four-class colour set is what it was before ``classes`` and ``grey`` existed."""
+    x, y = data.make_shapes(41, size=20, seed=3)
+    # Sums recorded from the generator before the options were added.
+    assert float(x.sum(dtype=np.float64)) == pytest.approx(24913.713, abs=1e-2)
+    assert int(y.sum()) == 60
+
+
+def test_other_shapes_are_labelled_by_the_classes_given():
+    classes = data.OTHER_SHAPE_CLASSES
+    assert len(classes) == 8 and not set(classes) & set(data.SHAPE_CLASSES)
+    assert data.ALL_SHAPES == data.SHAPE_CLASSES + classes
+    x, y = data.make_shapes(50, size=16, seed=5, classes=classes)
+    assert x.shape == (50, 3, 16, 16) and x.dtype == np.float32
+    counts = np.bincount(y, minlength=len(classes))
+    assert len(counts) == 8 and counts.max() - counts.min() <= 1
+    x2, _ = data.make_shapes(50, size=16, seed=5, classes=classes)
+    np.testing.assert_array_equal(x, x2)
+    # A subset in another order: the label indexes the tuple given.
+    _, y3 = data.make_shapes(8, size=16, seed=0, classes=("star", "ring"))
+    assert set(y3) == {0, 1}
+
+
+@pytest.mark.parametrize("bad", [(), "ring", ("ring", "hexagon"), ["circle", 3]])
+def test_unknown_shape_classes_are_rejected(bad):
+    with pytest.raises(ValueError, match="classes"):
+        data.make_shapes(4, size=16, classes=bad)
+
+
+def test_every_outline_differs_from_every_other():
+    """At the same place and size, two kinds share less than 80 % of their pixels (IoU)."""
+    grid = (np.arange(64) + 0.5) / 4
+    yy, xx = np.meshgrid(grid, grid, indexing="ij")
+    masks = {k: data._shape_mask(k, yy, xx, 8.0, 8.0, 5.0) for k in data.ALL_SHAPES}
+    for k, m in masks.items():
+        assert m.mean() > 0.03, f"{k} is almost empty"
+    kinds = list(masks)
+    for i, a in enumerate(kinds):
+        for b in kinds[i + 1:]:
+            iou = (masks[a] & masks[b]).sum() / (masks[a] | masks[b]).sum()
+            assert iou < 0.8, f"{a} and {b} overlap with IoU {iou:.2f}"
+
+
+def test_grey_shapes_are_bright_on_a_dark_background():
+    x3, y3 = data.make_shapes(60, size=16, seed=7, classes=data.ALL_SHAPES)
+    x, y = data.make_shapes(60, size=16, seed=7, classes=data.ALL_SHAPES, grey=True)
+    np.testing.assert_array_equal(y, y3)  # the same images, one channel
+    assert x.shape == (60, 1, 16, 16) and x.dtype == np.float32
+    assert np.allclose(x.min(axis=(1, 2, 3)), 0) and np.allclose(x.max(axis=(1, 2, 3)), 1)
+    # Independent oracle: the colour distance of each pixel from the corner pixel, which
+    # is background (a shape keeps its radius away from the border).
+    corner = x3[:, :, :1, :1]
+    shape_pixels = np.sqrt(((x3 - corner) ** 2).sum(axis=1)) > 0.4  # (60, 16, 16)
+    for img, mask in zip(x[:, 0], shape_pixels):
+        assert img[mask].mean() > 0.6 and img[~mask].mean() < 0.25
+
+
+def test_grey_keeps_a_shape_whose_grey_level_equals_the_background():
+    """The planted bug: averaging the channels first loses a red shape on green."""
+    x = np.zeros((1, 3, 8, 8), dtype=np.float32)
+    x[0, 1] = 0.5  # green background
+    x[0, 0, 2:6, 2:6], x[0, 1, 2:6, 2:6] = 0.5, 0.0  # a red square of the same mean grey
+    grey = data._grey_contrast(x)
+    assert grey[0, 0, 2:6, 2:6].min() == pytest.approx(1.0, abs=1e-6)
+    assert grey[0, 0, 0].max() == 0.0
+    mean_first = np.abs(x.mean(axis=1) - x.mean(axis=1)[:, :1, :1])  # the wrong variant
+    assert mean_first.max() == 0.0  # which sees nothing
+
+
+# --------------------------------------------------------------------------- stretch_contrast
+
+def test_stretch_contrast_worked_example():
+    x = np.array([[[[2.0, 4.0], [6.0, 10.0]]], [[[1.0, 1.0], [1.0, 1.0]]]])  # (2, 1, 2, 2)
+    out = data.stretch_contrast(x)
+    np.testing.assert_allclose(out[0, 0], [[0.0, 0.25], [0.5, 1.0]])
+    np.testing.assert_array_equal(out[1], 0.0)  # a constant image has nothing to stretch
+    assert out.dtype == np.float32
+
+
+def _stretch_naive(x):
+    out = np.zeros(x.shape, dtype=np.float64)
+    for i, img in enumerate(x):
+        lo, hi = float(img.min()), float(img.max())
+        if hi > lo:
+            for idx in np.ndindex(img.shape):
+                out[(i, *idx)] = (img[idx] - lo) / (hi - lo)
+    return out
+
+
+def _stretch_global(x):
+    """A planted bug: one minimum and maximum for the whole batch."""
+    return ((x - x.min()) / (x.max() - x.min())).astype(np.float32)
+
+
+@given(n=st.integers(1, 4), c=st.integers(1, 3), h=st.integers(1, 5), w=st.integers(1, 5),
+       seed=st.integers(0, 2**16))
+@settings(max_examples=40, deadline=None)
+def test_stretch_contrast_matches_a_loop(n, c, h, w, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, c, h, w)) * rng.uniform(0.1, 10, size=(n, 1, 1, 1))
+    out = data.stretch_contrast(x)
+    np.testing.assert_allclose(out, _stretch_naive(x), atol=1e-6)
+    if h * w * c > 1:
+        assert np.allclose(out.min(axis=(1, 2, 3)), 0) and np.allclose(out.max(axis=(1, 2, 3)), 1)
+
+
+def test_the_loop_oracle_catches_a_global_stretch():
+    x = np.stack([np.linspace(0, 1, 4).reshape(1, 2, 2), np.linspace(5, 9, 4).reshape(1, 2, 2)])
+    assert not np.allclose(_stretch_global(x), _stretch_naive(x), atol=1e-6)
+    np.testing.assert_allclose(data.stretch_contrast(x), _stretch_naive(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((2, 2, 2)), [[[[0.0]]]], np.full((1, 1, 2, 2), np.nan)])
+def test_stretch_contrast_rejects_bad_input(bad):
+    with pytest.raises(ValueError, match="x"):
+        data.stretch_contrast(bad)
+
+
+# --------------------------------------------------------------------------- segmentation
+
+def test_shapes_segmentation_types_and_determinism():
+    x, masks = data.shapes_segmentation(30, size=24, seed=5)
+    assert x.shape == (30, 3, 24, 24) and x.dtype == np.float32
+    assert masks.shape == (30, 24, 24) and masks.dtype == np.int64
+    assert x.min() >= 0 and x.max() <= 1
+    assert data.SEGMENTATION_CLASSES == ("background", "square", "disc", "triangle")
+    assert set(np.unique(masks)) == {0, 1, 2, 3}
+    x2, m2 = data.shapes_segmentation(30, size=24, seed=5)
+    np.testing.assert_array_equal(x, x2)
+    np.testing.assert_array_equal(masks, m2)
+    assert not np.array_equal(data.shapes_segmentation(30, size=24, seed=6)[1], masks)
+    # every image holds between 1 and max_shapes shapes
+    _, one = data.shapes_segmentation(20, max_shapes=1, seed=0)
+    assert all(len(np.unique(m)) == 2 for m in one)
+
+
+def components(mask):
+    """Connected regions (4-neighbourhood) of the non-zero pixels: (class, boolean mask)."""
+    from scipy import ndimage
+
+    labelled, n = ndimage.label(mask > 0)
+    return [(int(mask[labelled == i][0]), labelled == i) for i in range(1, n + 1)]
+
+
+def test_shapes_segmentation_masks_match_the_pictures():
+    from scipy import ndimage
+
+    x, masks = data.shapes_segmentation(200, seed=0)
+    fills = {1: [], 2: [], 3: []}
+    for image, mask in zip(x, masks):
+        # away from the anti-aliased outlines (a thin apex can cover a little of pixels two
+        # steps from any labelled one), the background pixels share one colour
+        # (up to the noise) and every shape pixel differs from it clearly: the mask is
+        # what the image shows
+        background = np.median(image[:, mask == 0], axis=1)  # (3,)
+        distance = np.linalg.norm(image - background[:, None, None], axis=0)  # (H, W)
+        inner_bg = ndimage.binary_erosion(mask == 0, iterations=2, border_value=1)
+        inner_fg = ndimage.binary_erosion(mask > 0)
+        assert distance[inner_bg].max() < 0.25
+        assert distance[inner_fg].min() > 0.3
+        # and the outline lies where the colour changes: half-covered pixels go to the
+        # class that covers at least half of them
+        assert np.median(distance[mask > 0]) > 2 * np.median(distance[mask == 0]) + 0.2
+        # shapes do not touch, so every region holds one class, and its outline
+        # fills its bounding box as the shape should
+        for cls, region in components(mask):
+            assert set(np.unique(mask[region])) == {cls}
+            rows, cols = np.flatnonzero(region.any(1)), np.flatnonzero(region.any(0))
+            box = region[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+            fills[cls].append(box.mean())
+    # square 1, disc pi/4, triangle 1/2 of the bounding box; the pixel grid adds a
+    # staircase to the triangle's slanted sides, which fills its small box a little more
+    assert np.mean(fills[1]) > 0.95
+    assert abs(np.mean(fills[2]) - np.pi / 4) < 0.05
+    assert 0.5 < np.mean(fills[3]) < 0.65 and np.max(fills[3]) < np.min(fills[1])
+    # the classes are about equally frequent
+    counts = np.array([len(fills[c]) for c in (1, 2, 3)])
+    assert counts.min() > 0.8 * counts.mean()
+
+
+@pytest.mark.parametrize(("kwargs", "exc"), [({"n": 0}, ValueError), ({"n": 2.0}, TypeError),
+                                             ({"n": 2, "size": 8}, ValueError),
+                                             ({"n": 2, "max_shapes": 0}, ValueError)])
+def test_shapes_segmentation_bad_arguments(kwargs, exc):
+    with pytest.raises(exc):
+        data.shapes_segmentation(**kwargs)
 
 # --------------------------------------------------------------------------- augmentation
 

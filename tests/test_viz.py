@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
 from cnnlib import viz
@@ -426,3 +428,122 @@ def test_figures_display_sharp_by_default():
     assert width >= 4 * 150 and height >= 2 * 150
     width40, _ = _png_pixel_size(viz.figure_to_png(fig, dpi=40))
     assert width40 < 4 * 60
+
+
+# ----------------------------------------------------------------------- network diagrams
+
+
+def _out(n, k, s, p=0):
+    """Output size of a convolution or pool, from the formula (independent of cnnlib)."""
+    return (n + 2 * p - k) // s + 1
+
+
+def _check_inception_blocks(blocks):
+    """GoogLeNet's modules output the channel sums of the paper's table (Szegedy et al. 2015)."""
+    shapes = {b.name: b.shape for b in blocks}
+    assert shapes["inception3a"] == (64 + 128 + 32 + 32, 28, 28)
+    assert shapes["inception4e"] == (256 + 320 + 128 + 128, 14, 14)
+    assert shapes["inception5b"] == (384 + 384 + 128 + 128, 7, 7)
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(8, 24), k=st.integers(1, 5), s=st.integers(1, 3), c=st.integers(1, 6),
+       pool=st.integers(1, 3))
+def test_network_blocks_follow_the_layers_of_a_small_network(n, k, s, c, pool):
+    from torch import nn
+
+    from cnnlib.torch import summarize
+
+    h = _out(n, k, s, k // 2)
+    hp = _out(h, pool, pool)
+    assume(hp >= 1)
+    net = nn.Sequential(nn.Conv2d(2, c, k, stride=s, padding=k // 2), nn.ReLU(),
+                        nn.BatchNorm2d(c), nn.MaxPool2d(pool), nn.Flatten(),
+                        nn.Linear(c * hp * hp, 7), nn.Dropout())
+    blocks = viz.network_blocks(net, summarize(net, (2, n, n)))
+    assert [(b.kind, b.shape) for b in blocks] == [
+        ("input", (2, n, n)), ("conv", (c, h, h)), ("pool", (c, hp, hp)), ("dense", (7,))]
+    assert blocks[1].label == f"conv {k}x{k}" + (f" /{s}" if s > 1 else "")
+    assert blocks[2].label == f"max pool {pool}x{pool} /{pool}"
+
+
+def test_network_blocks_merge_concatenated_branches():
+    from cnnlib.torch import models, summarize
+    from cnnlib.torch.models.googlenet import Inception
+
+    with torch.device("meta"):
+        net = models.googlenet()
+    names = [n for n, m in net.named_children() if isinstance(m, Inception)]
+    blocks = viz.network_blocks(net, summarize(net, (3, 224, 224)), merge=names)
+    _check_inception_blocks(blocks)
+    assert [b.name for b in blocks if b.kind == "module"] == names
+    assert blocks[-2].label == "global avg pool" and blocks[-1].shape == (1000,)
+
+    # Planted bug: a module's shape read from its last row (the pooling branch's 1x1
+    # convolution) instead of the concatenation. The check above must reject it.
+    def last_row_variant(model, summary, merge):
+        out = []
+        for b in viz.network_blocks(model, summary, merge=merge):
+            if b.kind == "module":
+                row = [r for r in summary.rows if r.name.startswith(b.name + ".")][-1]
+                b = b._replace(shape=tuple(row.output_shape))
+            out.append(b)
+        return out
+
+    with pytest.raises(AssertionError):
+        _check_inception_blocks(last_row_variant(net, summarize(net, (3, 224, 224)), names))
+
+
+def test_network_blocks_label_adaptive_pools_by_their_output():
+    from torch import nn
+
+    from cnnlib.torch import summarize
+
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(3), nn.AdaptiveMaxPool2d(1))
+    labels = [b.label for b in viz.network_blocks(net, summarize(net, (1, 9, 9)))]
+    assert labels == ["input", "conv 3x3", "adaptive avg pool", "global max pool"]
+
+
+def test_network_blocks_refuse_branches_of_different_sizes():
+    from torch import nn
+
+    from cnnlib.torch import summarize
+
+    class TwoSizes(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(1, 2, 3)
+            self.b = nn.Conv2d(1, 2, 1)
+
+        def forward(self, x):
+            return self.a(x).sum() + self.b(x).sum()
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mod = TwoSizes()
+
+        def forward(self, x):
+            return self.mod(x)
+
+    net = Net()
+    with pytest.raises(ValueError, match="different spatial sizes"):
+        viz.network_blocks(net, summarize(net, (1, 6, 6)), merge=["mod"])
+
+
+def test_network_diagram_draws_one_box_and_two_labels_per_block():
+    from cnnlib.torch import models, summarize
+
+    with torch.device("meta"):
+        net = models.alexnet()
+    summary = summarize(net, (3, 224, 224))
+    blocks = viz.network_blocks(net, summary)
+    fig = viz.network_diagram(net, summary, ncols=5, title="AlexNet")
+    render(fig)
+    ax = fig.axes[0]
+    assert len(ax.patches) == len(blocks)
+    assert {"64x55x55", "256x6x6", "4096", "1000"} <= set(texts(fig))
+    assert titles(fig) == ["AlexNet"]
+    # Boxes shrink with the spatial size: the input is the tallest box.
+    heights = [p.get_height() for p in ax.patches]
+    assert heights[0] == max(heights[:9])

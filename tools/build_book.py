@@ -51,25 +51,39 @@ def install_mathjax() -> None:
 
 
 # How a chapter loads the course's pre-trained small ResNet.
-_USES_PRETRAINED = re.compile(r"""load_pretrained\(\s*["']small_resnet"""
-                              r"|small_resnet\([^)]*weights=|ensure_pretrained")
+_USES_PRETRAINED = re.compile(r"""load_pretrained\(\s*["']small_resnet["']"""
+                              r"|small_resnet\([^)]*weights=[\"']DEFAULT"
+                              r"|ensure_pretrained\(\s*\)")
+# How a chapter asks for a named pre-trained network: ensure_pretrained("small_resnet_shapes").
+_NAMED_PRETRAINED = re.compile(r"""ensure_pretrained\(\s*["'](\w+)["']""")
+
+
+def pretrained_used() -> list[str]:
+    """The course's pre-trained networks that some chapter loads (the build trains them once)."""
+    names: set[str] = set()
+    for page in (ROOT / "book").rglob("*.md"):
+        text = page.read_text(encoding="utf-8")
+        if _USES_PRETRAINED.search(text):
+            names.add("small_resnet")
+        names.update(_NAMED_PRETRAINED.findall(text))
+    return sorted(names)
 
 
 def chapters_use_pretrained() -> bool:
-    """Whether a chapter loads the pre-trained small ResNet (then the build trains it once)."""
-    return any(_USES_PRETRAINED.search(page.read_text(encoding="utf-8"))
-               for page in (ROOT / "book").rglob("*.md"))
+    """Whether a chapter loads one of the course's pre-trained networks."""
+    return bool(pretrained_used())
 
 
 def build(force: bool = False) -> float:
     """Build the book; return the seconds it took. Raises CalledProcessError on failure."""
     install_mathjax()
-    if chapters_use_pretrained():
-        # The course's pre-trained small ResNet lives in the user's cache, never in git;
-        # train it once so the chapters that load it work offline.
-        from cnnlib.torch.pretrain import ensure_pretrained
+    # The course's pre-trained networks live in the user's cache, never in git; train
+    # each one a chapter loads once, so that the chapters work offline. The digits network
+    # is trained in any case: a5-transfer's grading loads it from the same cache.
+    from cnnlib.torch.pretrain import ensure_pretrained
 
-        ensure_pretrained()
+    for name in sorted({"small_resnet", *pretrained_used()}):
+        ensure_pretrained(name)
     start = time.perf_counter()
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(ROOT),
            "--warningiserror", "--keep-going"]

@@ -132,6 +132,7 @@ class Grader:
                 import io
                 sys.stdout, sys.stderr = io.StringIO(), io.StringIO()
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
+                sandbox.one_thread_after_fork()
                 _serve(lib, checks, self.assignment, req_r, rep_w)
             finally:
                 os._exit(0)

@@ -76,6 +76,7 @@ _BUILTIN_STRS = {BaseException.__str__, KeyError.__str__, OSError.__str__,
                  UnicodeError.__str__, ImportError.__str__, SyntaxError.__str__,
                  StopIteration.__str__, AttributeError.__str__, NameError.__str__}
 _select = select.select
+_BuiltinFunction = _type(len)
 
 # Modules whose code is never the student's own work in this course's NumPy assignments.
 DEFAULT_DENIED_MODULES = (
@@ -329,8 +330,23 @@ class _Denied(BaseException):
     pass
 
 
+def one_thread_after_fork():
+    """In a forked child: let torch compute on one thread. OpenMP's thread pool does not
+    survive a fork, so a child that enters a parallel region its parent had used (the
+    student's kernel ran torch on several threads, or set them) waits forever. Only the
+    built-in ``set_num_threads`` is called: whatever a student put in its place is not."""
+    module = sys.modules.get("torch._C")
+    setter = getattr(module, "set_num_threads", None) if module is not None else None
+    if _type(setter) is _BuiltinFunction and getattr(setter, "__name__", "") == "set_num_threads":
+        try:
+            setter(1)
+        except Exception:  # noqa: BLE001 - then the child computes as the parent did
+            pass
+
+
 def _child_main(fn, cases, deny, out_fd, cpu_seconds=None, adapter=None):
     """Body of the forked child: run each case, stream one frame per case, exit."""
+    one_thread_after_fork()
     if cpu_seconds:
         import resource
         soft, hard = resource.getrlimit(resource.RLIMIT_CPU)

@@ -17,4 +17,5 @@ from .losses import *  # noqa: F403
 from .models import *  # noqa: F403
 from .optim import *  # noqa: F403
 from .pool import *  # noqa: F403
+from .segmentation import *  # noqa: F403
 from .trainer import *  # noqa: F403

@@ -4,8 +4,10 @@
 :func:`count_parameters` and :func:`receptive_field` measure them; :func:`get_device`
 picks CUDA, then Apple MPS, then the CPU; :func:`load_pretrained` loads published or
 course weights without touching the network unless asked. Training (``train``),
-transfer learning (``transfer``) and augmentation (``augment``) are submodules,
-imported on first use.
+transfer learning (``transfer``), augmentation (``augment``), int8 quantization
+(``quantize``) and the maps that show where a trained network looks (``interpret``:
+:func:`~cnnlib.torch.interpret.saliency`, :func:`~cnnlib.torch.interpret.occlusion`,
+:func:`~cnnlib.torch.interpret.grad_cam`) are submodules, imported on first use.
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ __all__ = ["count_parameters", "get_device", "load_pretrained", "models", "recep
 
 # Heavier submodules (training loops, distributed set-up) load on first attribute
 # access, so that ``import cnnlib.torch`` stays quick.
-_LAZY_SUBMODULES = {"train", "cli", "transfer", "augment", "pretrain"}
-_LAZY_NAMES = {"fit": "train", "evaluate": "train", "ensure_pretrained": "pretrain"}
+_LAZY_SUBMODULES = {"train", "cli", "transfer", "augment", "pretrain", "quantize", "interpret"}
+_LAZY_NAMES = {"fit": "train", "evaluate": "train", "ensure_pretrained": "pretrain",
+               "quantize_static": "quantize", "quantize_dynamic": "quantize",
+               "state_dict_bytes": "quantize", "weight_bytes": "quantize",
+               "saliency": "interpret", "occlusion": "interpret", "grad_cam": "interpret"}
 
 
 def __getattr__(name: str) -> Any:

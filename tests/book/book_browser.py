@@ -7,7 +7,8 @@ are served by a local HTTP server bound to the loopback interface only.
 
 ``inspect_pages(chromium, html_dir, paths)`` returns one :class:`PageReport` per page:
 console errors, uncaught exceptions and failed loads; math elements and how many MathJax
-typeset; images that did not load (``naturalWidth == 0``).
+typeset; images that did not load (``naturalWidth == 0``); figures whose caption holds
+their alt text, or the rest of it (``caption_problems``).
 """
 
 from __future__ import annotations
@@ -63,6 +64,18 @@ INSPECT = r"""
     images: images.length,
     broken_images: images.filter(i => !i.complete || i.naturalWidth === 0)
         .map(i => i.getAttribute("src").slice(0, 120)),
+    figures: Array.from(root.querySelectorAll("figure"))
+        .filter(f => f.querySelector("img") && f.querySelector("figcaption"))
+        .map(f => {
+          const caption = f.querySelector("figcaption .caption-text")
+              || f.querySelector("figcaption");
+          const first = caption.firstChild;
+          return {alt: f.querySelector("img").getAttribute("alt") || "",
+                  caption: caption.textContent,
+                  code_first: first !== null && first.nodeType === 1
+                      && first.querySelector("code, .pre") !== null
+                      || first !== null && first.nodeName === "CODE"};
+        }),
   };
 })()
 """
@@ -78,6 +91,34 @@ class PageReport:
     math_errors: int = 0
     images: int = 0
     broken_images: list[str] = field(default_factory=list)
+    figures: list[dict] = field(default_factory=list)
+
+
+def _words(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def caption_problems(alt: str, caption: str, *, code_first: bool = False) -> list[str]:
+    """What is wrong with a figure whose image has ``alt`` and whose caption reads ``caption``.
+
+    The alt text describes the image for a reader who cannot see it; the caption is shown
+    to everyone. An alt option written over several source lines is cut at the first line
+    break and the rest becomes the caption, so the alt text ends mid-sentence and the
+    caption starts in lower case, with the alt's next words. ``code_first`` says that the
+    caption opens with inline code, which may be lower case.
+    """
+    alt_words, caption_words = _words(alt), _words(caption)
+    problems = []
+    if alt_words and alt_words in caption_words:
+        problems.append("the caption contains the image's alt text")
+    elif alt_words and caption_words.startswith(" ".join(alt_words.split()[:6])):
+        problems.append("the caption starts with the image's alt text")
+    if alt.strip() and alt.strip()[-1] not in ".!?)\"'":
+        problems.append(f"the alt text ends mid-sentence: ...{alt.strip()[-40:]!r}")
+    stripped = caption.strip()
+    if stripped and stripped[0].islower() and not code_first:
+        problems.append(f"the caption starts mid-sentence: {stripped[:60]!r}...")
+    return problems
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):

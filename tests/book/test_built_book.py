@@ -189,6 +189,8 @@ def expected_figures(doc: str) -> int:
 
 
 def test_pages_contain_their_figures_with_alt_text_and_captions(built_book, notebook_docs):
+    from book_browser import caption_problems
+
     problems = []
     for doc in notebook_docs:
         soup = main_content(page(built_book, doc))
@@ -199,6 +201,15 @@ def test_pages_contain_their_figures_with_alt_text_and_captions(built_book, note
         for fig in figures:
             if not fig.find("figcaption") or not fig.find("figcaption").get_text(strip=True):
                 problems.append(f"{doc}: a figure without a caption")
+                continue
+            # An alt text cut by a line break in the source spills into the caption.
+            caption = (fig.find("figcaption").find(class_="caption-text")
+                       or fig.find("figcaption"))
+            first = next((c for c in caption.children if str(c).strip()), None)
+            code_first = getattr(first, "name", None) == "code" or (
+                getattr(first, "find", None) is not None and first.find("code") is not None)
+            problems += [f"{doc}: {problem}" for problem in caption_problems(
+                fig.find("img").get("alt", ""), caption.get_text(), code_first=code_first)]
         for img in soup.find_all("img"):
             src = img.get("src", "")
             if not img.get("alt", "").strip():
@@ -241,7 +252,7 @@ def browser_pages(html: Path) -> list[str]:
 
 def test_every_page_renders_in_a_headless_browser(built_book, chromium):
     # One browser for all pages, served over loopback HTTP as a reader's browser gets them.
-    from book_browser import inspect_pages
+    from book_browser import caption_problems, inspect_pages
 
     pages = browser_pages(built_book)
     reports = inspect_pages(chromium, built_book, pages)
@@ -254,6 +265,9 @@ def test_every_page_renders_in_a_headless_browser(built_book, chromium):
             problems.append(f"{report.path}: {report.math - report.typeset} of {report.math} "
                             f"formulas not typeset, e.g. {report.untypeset}")
         problems += [f"{report.path}: image {src} did not load" for src in report.broken_images]
+        for figure in report.figures:
+            problems += [f"{report.path}: {problem}" for problem in caption_problems(
+                figure["alt"], figure["caption"], code_first=figure["code_first"])]
     by_path = {r.path: r for r in reports}
     # The checks must have had something to check: formulas where the HTML has them, and
     # the figures each chapter declares.
@@ -482,7 +496,8 @@ def test_every_executed_page_offers_its_notebook(built_book, notebook_docs):
 
 API_MODULES = ["cnnlib.numpy", "cnnlib.torch", "cnnlib.torch.models", "cnnlib.torch.train",
                "cnnlib.torch.transfer", "cnnlib.torch.augment", "cnnlib.data", "cnnlib.viz",
-               "cnnlib.grading", "cnnlib.checks", "cnnlib.torch.cli"]
+               "cnnlib.grading", "cnnlib.checks", "cnnlib.torch.cli",
+               "cnnlib.torch.quantize"]
 
 
 def test_the_api_reference_documents_every_public_name(built_book):

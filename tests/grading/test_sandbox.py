@@ -377,3 +377,26 @@ def test_warnings_cross_to_the_grader_as_short_strings():
     for said in ("text", [1], ["a"] * 4):
         with pytest.raises(ValueError, match="malformed warnings"):
             remote.decode_outcomes(_answer([{"kind": "ok", "npy": arr, "warnings": said}]), 1)
+
+
+def test_a_parent_that_ran_torch_on_threads_does_not_hang_its_children():
+    """OpenMP's pool does not survive a fork: the kernel (or a test process) ran torch on
+    several threads, then a check's child convolves. It must finish, on one thread."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x, w = torch.randn(4, 8, 32, 32), torch.randn(8, 8, 3, 3)
+        for _ in range(3):
+            torch.nn.functional.conv2d(x, w, padding=1)
+
+        def convolve():
+            return (torch.nn.functional.conv2d(x, w, padding=1).sum().item(),
+                    torch.get_num_threads())
+
+        (o,) = run_cases(convolve, [((), {})], timeout=20, deny=DenyList(modules=()))
+        assert o.kind == "ok", o["detail"]
+        assert o["value"][1] == 1
+    finally:
+        torch.set_num_threads(threads)

@@ -19,6 +19,9 @@ small_resnet        CIFAR-style ResNet (6n+2 layers), or its plain  11
                     counterpart without shortcuts
 densenet121         DenseNet-121                                    11
 mobilenet_v2        MobileNetV2                                     11
+small_unet          small U-Net for segmentation (a score per       14
+                    class and pixel; not in ``get_model``, whose
+                    builders are classifiers)
 ==================  ==============================================  =======
 """
 
@@ -49,6 +52,7 @@ from .resnet import (
     resnet152,
     small_resnet,
 )
+from .unet import DoubleConv, SmallUNet, small_unet
 from .vgg import (
     VGG,
     SmallVGG,
@@ -66,13 +70,13 @@ from .vgg import (
 )
 
 __all__ = [
-    "AlexNet", "AlexNetPaper", "BasicBlock", "Bottleneck", "DenseNet", "GoogLeNet",
+    "AlexNet", "AlexNetPaper", "BasicBlock", "Bottleneck", "DenseNet", "DoubleConv", "GoogLeNet",
     "GoogLeNetOutputs", "LeNet5", "MobileNetV2", "PlainBlock", "ResNet", "SmallResNet",
-    "SmallVGG", "VGG",
+    "SmallUNet", "SmallVGG", "VGG",
     "alexnet", "alexnet_paper", "cfgs", "densenet121", "get_model", "googlenet", "lenet5",
     "list_models", "load_pretrained", "make_layers", "make_stage", "mobilenet_v2", "resnet18",
-    "resnet34", "resnet50", "resnet101", "resnet152", "small_resnet", "small_vgg", "vgg11",
-    "vgg11_bn",
+    "resnet34", "resnet50", "resnet101", "resnet152", "small_resnet", "small_unet",
+    "small_vgg", "vgg11", "vgg11_bn",
     "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn",
 ]
 
