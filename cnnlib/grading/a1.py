@@ -8,6 +8,8 @@ The seeds and configurations live in the hidden test cells of
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from .checks import close
@@ -170,7 +172,7 @@ def _corr_diagnose(lib, args, out, ref):
             (H - KH, W - KW): "the output is one row and one column short: a range over "
                               "H - KH positions misses the last window; there are H - KH + 1",
             (W - KW + 1, H - KH + 1): "rows and columns are swapped in the output shape",
-        }.get(out.shape)
+        }.get(out.shape) or _size_mixup(out.shape, H, W, KH, KW, lambda n, k: n - k + 1)
     if out.dtype.kind in "iub":
         return ("integer truncation: the output array has an integer dtype, so the sums lost "
                 "their fractions; create it as a float array")
@@ -196,21 +198,60 @@ def _empty_slice_error(detail):
     return None
 
 
-def _window_error(detail):
+_SQUARE_WINDOW = ("the window is {k} x {k} but the kernel is {KH} x {KW}: kernels need not be "
+                  "square, so a window is KH rows high and KW columns wide")
+
+
+def _window_error(detail, args=None):
     if _empty_slice_error(detail):
         return _empty_slice_error(detail)
     if "operands could not be broadcast" in detail:
+        if args is not None:
+            KH, KW = np.shape(args[1])[-2:]
+            # a square window cut from a non-square kernel's height or width
+            shapes = [tuple(int(d) for d in m.split(",") if d.strip())
+                      for m in re.findall(r"\(([\d,\s]+)\)", detail)]
+            squares = [t[-1] for t in shapes if len(t) >= 2 and t[-2] == t[-1] in (KH, KW)]
+            if KH != KW and squares:
+                words = _SQUARE_WINDOW.format(k=squares[0], KH=KH, KW=KW)
+                # a window cut short by the edge is never larger than the kernel
+                return words if squares[0] == max(KH, KW) else (
+                    f"either {words}, or {_WINDOW_PAST_EDGE}")
         return _WINDOW_PAST_EDGE
     return None
 
 
-def _nonsquare(c):
-    return any(key in c and c[key][-1] != c[key][-2] for key in ("x", "image", "w", "kernel"))
+def _size_mixup(got, H, W, KH, KW, size):
+    """Words for an output shape computed with a height where a width belongs (or the
+    other way round), or None. ``size(n, k)`` is the output size along one axis."""
+    if got == (size(H, KH), size(W, KW)):
+        return None
+    causes = []
+    if KH != KW and got in ((size(H, KH), size(W, KH)), (size(H, KW), size(W, KW))):
+        causes.append("the kernel was taken to be square (the output's height comes from KH "
+                      "and its width from KW, and a kernel may be KH x KW with KH != KW)")
+    if H != W and got in ((size(H, KH), size(H, KW)), (size(W, KH), size(W, KW))):
+        causes.append("the input was taken to be square (the output's height comes from H "
+                      "and its width from W, and an input may be H x W with H != W)")
+    if len(causes) == 2:
+        return "either " + causes[0] + ", or " + causes[1] + ": both give this shape"
+    return causes[0] if causes else None
 
 
-_NONSQUARE_HINT = Hint("it fails only for non-square inputs or kernels: check that heights and "
-                       "widths (H and W, KH and KW) are each used in the right place",
-                       _nonsquare)
+def _nonsquare_kernel(c):
+    return any(key in c and c[key][-1] != c[key][-2] for key in ("w", "kernel"))
+
+
+def _nonsquare_input(c):
+    return any(key in c and c[key][-1] != c[key][-2] for key in ("x", "image"))
+
+
+_NONSQUARE_HINTS = (
+    Hint("it fails only for non-square kernels (KH != KW): check that KH sets the window's "
+         "height and the output's height, and KW its width", _nonsquare_kernel),
+    Hint("it fails only for non-square inputs (H != W): check that H sets the output's "
+         "height and W its width", _nonsquare_input),
+)
 _FLOAT32_HINT = Hint("it fails only for float32 inputs: keep the input's floating dtype (or "
                      "float64), never an integer one", lambda c: _dtype(c) == "float32")
 
@@ -232,7 +273,7 @@ CORRELATE2D = FunctionSpec(
         Mistake("integer truncation: the values lost their fractions; keep the output in "
                 "floating point", lambda lib, a: np.trunc(_correlate(lib, *a))),
     ),
-    hints=(_FLOAT32_HINT, _NONSQUARE_HINT),
+    hints=(_FLOAT32_HINT, *_NONSQUARE_HINTS),
     explain_error=_window_error,
 )
 
@@ -289,7 +330,7 @@ def _conv_diagnose(lib, args, out, ref):
                     "p is 0; slice with p:p + H instead")
         if got == (Wo, Ho):
             return "the output's height and width are swapped"
-        return None
+        return _size_mixup(got, H, W, KH, KW, lambda n, k: (n + 2 * p - k) // s + 1)
     if out.dtype.kind in "iub":
         return ("integer truncation: the output array has an integer dtype, so the sums lost "
                 "their fractions; create it as a float array")
@@ -342,7 +383,7 @@ CONV2D = FunctionSpec(
              "-0 is 0)", lambda c: _padding(c) == 0),
         Hint("it fails only when stride > 1", lambda c: _stride(c) > 1),
         _FLOAT32_HINT,
-        _NONSQUARE_HINT,
+        *_NONSQUARE_HINTS,
         Hint("it fails only with more than one input channel", lambda c: c["x"][1] > 1),
     ),
     explain_error=_window_error,

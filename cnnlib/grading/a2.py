@@ -64,6 +64,9 @@ _FLOAT32_HINT = Hint("it fails only for float32 inputs: keep a floating dtype, n
 _OVERFLOW = ("np.exp overflows to inf for large inputs (beyond about 88 in float32 and 710 in "
              "float64), and inf / inf is NaN; rewrite the formula so that exp only ever sees "
              "numbers <= 0")
+_LARGE_HINT = ("it fails only for large inputs: look at what np.exp gives there (inf above "
+               "about 88 in float32 and 710 in float64, 0 far below 0) and what the division "
+               "then makes of it")
 
 
 def _int_result(lib, args, out, ref):
@@ -123,7 +126,19 @@ def _pool_size(n, k, s, p):
     return (n + 2 * p - k) // s + 1
 
 
-def _pool_diagnose(lib, args, out, ref):
+_PADDING_IGNORED = "the padding is ignored: pad H and W by `padding` on every side first"
+_NO_OVERLAP = ("the windows do not overlap: the step between windows is the stride, which "
+               "may be smaller than the kernel")
+
+
+def _pool_diagnose(pool):
+    """The shape diagnosis of a pool (``pool(lib, x, k, s, p)``, the reference)."""
+    def diagnose(lib, args, out, ref):
+        return _pool_shape(lib, args, out, ref, pool)
+    return diagnose
+
+
+def _pool_shape(lib, args, out, ref, pool):
     x, k, s, p = args
     if out.shape == ref.shape:
         return _int_result(lib, args, out, ref)
@@ -144,11 +159,18 @@ def _pool_diagnose(lib, args, out, ref):
                 "kernel size, so the windows do not overlap")
     if stride > 1 and got == sizes(lambda n: n + 2 * p - k + 1):
         return "the stride is ignored: the window must jump `stride` pixels between outputs"
-    if stride < k and got == sizes(lambda n: _pool_size(n, k, k, p)):
-        return ("the windows do not overlap: the step between windows is the stride, which "
-                "may be smaller than the kernel")
-    if p and got == sizes(lambda n: _pool_size(n, k, stride, 0)):
-        return "the padding is ignored: pad H and W by `padding` on every side first"
+    unpadded = p and got == sizes(lambda n: _pool_size(n, k, stride, 0))
+    tiled = stride < k and got == sizes(lambda n: _pool_size(n, k, k, p))
+    if unpadded and tiled:
+        # both predict this shape: the values tell which (padding first, when they do not)
+        from .checks import close
+        if not close(out, pool(lib, x, k, stride, 0)) and close(out, pool(lib, x, k, k, p)):
+            return _NO_OVERLAP
+        return _PADDING_IGNORED
+    if unpadded:
+        return _PADDING_IGNORED
+    if tiled:
+        return _NO_OVERLAP
     if got == sizes(lambda n: -(-(n + 2 * p - k) // stride) + 1):
         return ("the output size rounds up; it rounds down: floor((n + 2p - k)/stride) + 1, a "
                 "window that would stick out past the padded input does not count")
@@ -185,6 +207,10 @@ def _avg_padding_not_counted(lib, args):
     return _avgpool(lib, x, k, s, p) / _avgpool(lib, np.ones(x.shape), k, s, p)
 
 
+# The notebook's own words for its padding conventions (a test checks that they are there).
+MAX_PADDING_RULE = '"Max pooling therefore pads with $-\\infty$"'
+AVG_PADDING_RULE = '"the padded zeros **count** in the mean"'
+
 _WINDOW_PAST_EDGE = ("a window ran past the edge of the padded input: window (i, j) starts "
                      "at (i*stride, j*stride), and the step between windows is the stride, "
                      "not the kernel size")
@@ -202,6 +228,8 @@ _POOL_HINTS = (
          "is the kernel size", lambda c: _pool_stride(c) is None),
     Hint("it fails only for overlapping windows (stride < kernel_size)",
          lambda c: _effective_stride(c["kernel_size"], _pool_stride(c)) < c["kernel_size"]),
+    Hint("it fails only for non-square maps (H != W): check that H sets the output's "
+         "height and W its width", lambda c: c["x"][-1] != c["x"][-2]),
     _FLOAT32_HINT,
 )
 
@@ -213,11 +241,12 @@ MAXPOOL2D = FunctionSpec(
     reference=lambda lib, a: _maxpool(lib, *a),
     describe=_pool_describe,
     deny=_deny("slide the window yourself"),
-    diagnose=_pool_diagnose,
+    diagnose=_pool_diagnose(_maxpool),
     random_cases=_pool_random,
     mistakes=(
-        Mistake("the padding is zeros: max pooling pads with -inf, so that padding never "
-                "wins a window whose values are all negative", _zero_padded_max),
+        Mistake("the padding is zeros: max pooling pads with -inf. This is the notebook's "
+                "padding convention (section 1: " + MAX_PADDING_RULE + "), tested in every "
+                "check with padding > 0, whatever the check is named", _zero_padded_max),
         Mistake("the output has the right size but the window moves one pixel at a time: the "
                 "window for output (i, j) starts at (i*stride, j*stride)",
                 _stride_ignored(_maxpool)),
@@ -235,11 +264,13 @@ AVGPOOL2D = FunctionSpec(
     reference=lambda lib, a: _avgpool(lib, *a),
     describe=_pool_describe,
     deny=_deny("slide the window yourself"),
-    diagnose=_pool_diagnose,
+    diagnose=_pool_diagnose(_avgpool),
     random_cases=_pool_random,
     mistakes=(
         Mistake("the padded zeros are left out of the mean: every window divides by "
-                "kernel_size * kernel_size, padded zeros included (PyTorch's default)",
+                "kernel_size * kernel_size, padded zeros included. This is the notebook's "
+                "padding convention (section 2: " + AVG_PADDING_RULE + "), tested in every "
+                "check with padding > 0, whatever the check is named",
                 _avg_padding_not_counted),
         Mistake("the output has the right size but the window moves one pixel at a time: the "
                 "window for output (i, j) starts at (i*stride, j*stride)",
@@ -522,6 +553,17 @@ def _large(case):
     return _scale(case) > LARGE
 
 
+def _sigmoid_diagnose(lib, args, out, ref):
+    (x,) = args
+    if _not_finite(out, ref):
+        with np.errstate(all="ignore"):
+            e = np.exp(x)  # in the input's dtype, as the student's code ran
+            if _nan_pattern_of(e / (1 + e), out):
+                return _OVERFLOW
+        return None
+    return _shape_diagnose(lib, args, out, ref)
+
+
 SIGMOID = FunctionSpec(
     name="sigmoid",
     signature="sigmoid(x)",
@@ -530,13 +572,15 @@ SIGMOID = FunctionSpec(
     reference=lambda lib, a: lib.sigmoid_forward(_f64(a[0]))[0],
     describe=_elementwise_describe(),
     deny=_deny("write the formula with NumPy"),
-    diagnose=_shape_diagnose,
+    diagnose=_sigmoid_diagnose,
     mistakes=(
         Mistake("the sign of the exponent is flipped: this is sigmoid(-x) = 1 - sigmoid(x); "
                 "the sigmoid is 1 / (1 + exp(-x))",
                 lambda lib, a: lib.sigmoid_forward(-_f64(a[0]))[0]),
     ),
-    hints=(Hint("it fails only for large inputs: " + _OVERFLOW, _large), _FLOAT32_HINT),
+    hints=(Hint(_LARGE_HINT, _large), _FLOAT32_HINT),
+    warning_message=("np.exp overflowed (a RuntimeWarning, here turned into a failure): the "
+                     "values may still be right, but " + _OVERFLOW),
     needs=("sigmoid_forward",),
 )
 
@@ -580,6 +624,49 @@ def _softmax_no_keepdims(lib, a):
     return e / e.sum(axis=1)
 
 
+def _not_finite(out, ref):
+    return (out.shape == ref.shape and out.dtype.kind == "f"
+            and not np.isfinite(out.astype(np.float64)).all())
+
+
+def _nan_pattern_of(wrong, out):
+    """Whether ``out`` has NaN exactly where ``wrong`` has, and agrees elsewhere."""
+    from .checks import close
+    wrong = np.asarray(wrong, dtype=np.float64)
+    bad = ~np.isfinite(wrong)
+    return bool(bad.any() and np.array_equal(bad, ~np.isfinite(out.astype(np.float64)))
+            and close(out[~bad], wrong[~bad]))
+
+
+def _softmax_global_max(x, axis):
+    with np.errstate(all="ignore"):
+        e = np.exp(x - x.max())
+        return e / e.sum(axis=axis, keepdims=True)
+
+
+def _softmax_unshifted(x, axis):
+    with np.errstate(all="ignore"):
+        e = np.exp(x)
+        return e / e.sum(axis=axis, keepdims=True)
+
+
+_GLOBAL_MAX = ("the maximum subtracted is the whole array's (x.max()), not each slice's: a "
+               "slice far below the largest entry of the array underflows to all zeros, and "
+               "0 / 0 is NaN; subtract np.max(x, axis=axis, keepdims=True)")
+
+
+def _softmax_diagnose(lib, args, out, ref):
+    x, axis = args
+    if _not_finite(out, ref):
+        # in the input's dtype: float32 underflows and overflows much sooner than float64
+        if _nan_pattern_of(_softmax_global_max(x, axis), out):
+            return _GLOBAL_MAX
+        if _nan_pattern_of(_softmax_unshifted(x, axis), out):
+            return "the maximum is not subtracted first: " + _OVERFLOW
+        return None
+    return _shape_diagnose(lib, args, out, ref)
+
+
 def _softmax_error(detail):
     if "could not be broadcast" in detail:
         return ("the maxima or sums lost their axis: compute them with keepdims=True so that "
@@ -595,7 +682,7 @@ SOFTMAX = FunctionSpec(
     reference=lambda lib, a: _softmax(lib, *a),
     describe=_elementwise_describe(lambda c: f"axis={_axis(c)}"),
     deny=_deny("write the formula with NumPy"),
-    diagnose=_shape_diagnose,
+    diagnose=_softmax_diagnose,
     mistakes=(
         Mistake("softmax over the wrong axis: the argument axis is ignored (the last axis "
                 "is used whatever it is)", _softmax_other_axis(lambda x: -1)),
@@ -606,7 +693,7 @@ SOFTMAX = FunctionSpec(
         Mistake("the maxima or sums lost their axis (no keepdims), so each row was divided "
                 "by another row's sum: use keepdims=True", _softmax_no_keepdims),
     ),
-    hints=(Hint("it fails only for large inputs: " + _OVERFLOW, _large), _FLOAT32_HINT),
+    hints=(Hint(_LARGE_HINT, _large), _FLOAT32_HINT),
     explain_error=_softmax_error,
     needs=("softmax",),
 )

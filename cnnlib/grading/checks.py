@@ -13,6 +13,7 @@ expected values.
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -130,7 +131,14 @@ def _mistake(spec, lib, args, value, ref):
     return None
 
 
-def _failure(spec, outcome):
+def _takes_args(fn):
+    try:
+        return len(inspect.signature(fn).parameters) >= 2
+    except (TypeError, ValueError):
+        return False
+
+
+def _failure(spec, outcome, args=None):
     """The message for a call that returned no value."""
     kind = outcome["kind"]
     if kind == "badtype" and spec.returns == "int" and str(outcome.get("type", "")).startswith(
@@ -138,7 +146,8 @@ def _failure(spec, outcome):
         return f"returned a float; {spec.name} returns an int (use // for the division)"
     detail = outcome.get("detail", kind)
     if kind == "raised" and spec.explain_error is not None:
-        extra = spec.explain_error(detail)
+        extra = (spec.explain_error(detail, args) if args is not None
+                 and _takes_args(spec.explain_error) else spec.explain_error(detail))
         if extra:
             detail += f" ({extra})"
     return detail
@@ -214,7 +223,7 @@ def _compare_tuple(spec, lib, args, value, desc, ref):
 def _compare(spec, lib, args, outcome, ref):
     """(ok, message) for one call."""
     if outcome["kind"] != "ok":
-        return False, _failure(spec, outcome)
+        return False, _failure(spec, outcome, args)
     value, desc = outcome["value"], outcome["desc"]
     if spec.returns == "int":
         return _compare_int(spec, lib, args, value, desc, ref)
@@ -255,7 +264,9 @@ def judge(spec, lib, configs, calls, outcomes, *, show=3):
     """Compare every outcome with the reference; return ``(passed, report)``.
 
     The report lists the first ``show`` kinds of failure, each with one configuration
-    that shows it, plus a hint when all the failures share a feature.
+    that shows it, plus every hint whose feature all the failures share (and no passing
+    configuration has): when two features coincide in the failing configurations, naming
+    one of them only could blame the wrong one.
     """
     name = spec.name
     if len(outcomes) != len(calls):
@@ -283,14 +294,20 @@ def judge(spec, lib, configs, calls, outcomes, *, show=3):
         lines.append(f"- ... and {len(groups) - show} other kinds of difference")
     passed_configs = [r[0] for r in results if r[1]]
     if passed_configs:
+        hints = []
         for hint in spec.hints:
             try:
                 if all(hint.applies(c) for c, _, _ in failed) and not any(
                         hint.applies(c) for c in passed_configs):
-                    lines.append(f"Hint: {hint.text}.")
-                    break
+                    hints.append(hint.text)
             except (KeyError, TypeError, IndexError):
                 continue
+        if len(hints) == 1:
+            lines.append(f"Hint: {hints[0]}.")
+        elif hints:
+            lines.append("Hint: the failing configurations, and no passing one, share "
+                         f"{len(hints)} features; any of them may be the cause:")
+            lines += [f"  * {text}." for text in hints]
     return False, "\n".join(lines)
 
 
@@ -304,6 +321,9 @@ def judge_expected(spec, outcomes, expected, labels):
             lines.append(f"- {label}: {outcome.get('detail', outcome['kind'])}")
             continue
         value, desc = outcome["value"], outcome["desc"]
+        if spec.warning_message and outcome.get("warnings"):
+            lines.append(f"- {label}: the call emitted {outcome['warnings'][0]}: "
+                         f"{spec.warning_message}")
         if spec.is_tuple or spec.returns == "float":
             problem = _expected_problem(spec, value, desc, want)
             if problem:

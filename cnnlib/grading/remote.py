@@ -106,6 +106,8 @@ def _encode_outcome(o):
     if "type" in o:
         out["type"] = str(o["type"])[:200]
     if o["kind"] == "ok":
+        if o.get("warnings"):
+            out["warnings"] = [str(t)[:200] for t in o["warnings"][:3]]
         if o["desc"].get("kind") == "tuple":
             out["items"] = [_encode_plain(v, d) for v, d in zip(o["value"], o["desc"]["items"])]
         else:
@@ -126,7 +128,7 @@ def decode_outcomes(text, n_calls):
 
     Trusts nothing: the answer's size, its structure, each kind, each type and each array
     is checked; an ``ok`` value is an int, a float, None, a numeric ``ndarray``, or a
-    tuple of at most 16 of those.
+    tuple of at most 16 of those, with at most three warnings (short strings) it emitted.
     """
     if not isinstance(text, str) or len(text) > MAX_ANSWER_CHARS:
         raise ValueError("the answer is missing or too large")
@@ -155,7 +157,13 @@ def decode_outcomes(text, n_calls):
             desc = {"kind": "tuple", "items": [d for _, d in decoded]}
         else:
             value, desc = _decode_plain(item)
-        outcomes.append({"kind": "ok", "value": value, "desc": desc})
+        outcome = {"kind": "ok", "value": value, "desc": desc}
+        said = item.get("warnings")
+        if said is not None:
+            if type(said) is not list or len(said) > 3 or any(type(t) is not str for t in said):
+                raise ValueError("malformed warnings")
+            outcome["warnings"] = [t[:200] for t in said]
+        outcomes.append(outcome)
     return outcomes
 
 

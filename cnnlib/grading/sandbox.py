@@ -430,7 +430,10 @@ def _child_main(fn, cases, deny, out_fd, cpu_seconds=None, adapter=None):
         return adapter(fn, watch, *args, **kwargs)
     for args, kwargs in cases:
         try:
-            value = run_one(args, kwargs)
+            # warnings are recorded, never shown: a spec may judge a worked example by them
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("default")  # each warning once per line of code
+                value = run_one(args, kwargs)
         except BaseException as exc:  # noqa: BLE001 - any student exception is an outcome
             # Only the built-in exception classes' messages are read: a class the student
             # defined could run any code in its __str__, outside the watch.
@@ -449,8 +452,29 @@ def _child_main(fn, cases, deny, out_fd, cpu_seconds=None, adapter=None):
             desc, blobs = {"kind": "badtype", "type": f"unencodable ({_type(exc).__name__})"}, []
         if desc["kind"] != "badtype":
             desc = {"kind": "ok", "value": desc}
+            said = _warning_texts(caught)
+            if said:
+                desc["warnings"] = said
         write_frame(out_fd, desc, blobs)
     _os_exit(0)
+
+
+def _warning_texts(caught, limit=3):
+    """The first few warnings of a call as short texts (``RuntimeWarning: overflow
+    encountered in exp``). Only built-in warning classes' messages are read: a class the
+    student defined could run any code in its __str__."""
+    out = []
+    for w in caught[:limit]:
+        try:
+            msg = w.message
+            kind = _type(msg)
+            if kind.__module__ == "builtins" and kind.__str__ in _BUILTIN_STRS:
+                out.append(f"{kind.__name__}: {kind.__str__(msg)}"[:200])
+            else:
+                out.append("a warning of a class defined outside Python's builtins")
+        except BaseException:  # noqa: BLE001
+            continue
+    return out
 
 
 def run_cases(fn, cases, *, deny=None, timeout=10.0, close_fds=(), cpu_seconds=None,
@@ -539,8 +563,12 @@ def run_cases(fn, cases, *, deny=None, timeout=10.0, close_fds=(), cpu_seconds=N
 def _outcome_from(header, blobs):
     kind = header.get("kind")
     if kind == "ok":
-        return Outcome(kind="ok", value=decode_value(header["value"], blobs),
-                       desc=header["value"], blobs=blobs)
+        out = Outcome(kind="ok", value=decode_value(header["value"], blobs),
+                      desc=header["value"], blobs=blobs)
+        said = header.get("warnings")
+        if _type(said) is list:
+            out["warnings"] = [str(t)[:200] for t in said[:3]]
+        return out
     if kind == "raised":
         detail = f"raised {header.get('type')}"
         if header.get("detail"):

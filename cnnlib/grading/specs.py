@@ -79,7 +79,12 @@ class FunctionSpec:
         More configurations drawn from the seed (``GRADER.check(..., random=n)``).
     hints : sequence of Hint
     explain_error : callable ``(detail) -> str or None``, optional
-        Extra words for an exception the function raised (``detail`` is its message).
+        Extra words for an exception the function raised (``detail`` is its message); one
+        that takes two parameters gets the call's arguments too, ``(detail, args)``.
+    warning_message : str, optional
+        When set, a worked example of a visible check (``GRADER.expect``) whose call emits a
+        warning (an overflow in ``np.exp``) fails with these words, even when its values are
+        right; the hidden checks judge values only.
     parts : tuple of str
         For a tuple result, the name of each element (``("dx", "dw", "db")``), used in
         messages.
@@ -107,6 +112,7 @@ class FunctionSpec:
     needs: tuple = field(default=())  # names the reference library must provide
     parts: tuple = ()
     adapter: Callable | None = None
+    warning_message: str = ""
 
     def __post_init__(self):
         kinds = self.returns if isinstance(self.returns, tuple) else (self.returns,)

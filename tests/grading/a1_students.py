@@ -1,7 +1,8 @@
 """Sample students for the grading tests: function bodies written independently of the
 solution notebook, in the styles students really use (loops, slicing, helpers), with the
 mistakes the diagnostics must recognise. ``fill`` turns the released notebook into a
-submission; ``examples/submissions/`` holds three of these, written by ``write_examples``
+submission; ``examples/submissions/`` holds a complete, a partial and a buggy student and
+one student per entry of ``MISTAKES``, written by ``write_examples``
 (``python tests/grading/a1_students.py`` after a new release).
 """
 
@@ -147,6 +148,35 @@ def conv2d(x, w, b, stride=1, padding=0):
                         out[n, f, i, j] = np.sum(win * w[f]) + b[f]
     return out[:, :, :(H - KH) // stride + 1, :(W - KW) // stride + 1]
 '''
+# A filter taken to be square: k = KW sets the window's height too.
+CONV_SQUARE_ONLY = '''
+def conv2d(x, w, b, stride=1, padding=0):
+    N, C, H, W = x.shape
+    F = w.shape[0]
+    k = w.shape[-1]
+    xp = pad2d(x, padding)
+    Ho = (H + 2 * padding - k) // stride + 1
+    Wo = (W + 2 * padding - k) // stride + 1
+    out = np.zeros((N, F, Ho, Wo))
+    for i in range(Ho):
+        for j in range(Wo):
+            patch = xp[:, None, :, i * stride:i * stride + k, j * stride:j * stride + k]
+            out[:, :, i, j] = (patch * w[None]).sum(axis=(2, 3, 4)) + b
+    return out
+'''
+# An input taken to be square: the output's width comes from H.
+CONV_SQUARE_INPUT = CONV.replace("Wo = conv_output_size(W, KW, stride, padding)",
+                                 "Wo = conv_output_size(H, KW, stride, padding)")
+CORR_SQUARE_ONLY = '''
+def correlate2d(image, kernel):
+    k = kernel.shape[0]
+    rows, cols = image.shape[0] - k + 1, image.shape[1] - k + 1
+    out = np.zeros((rows, cols))
+    for i in range(rows):
+        for j in range(cols):
+            out[i, j] = (image[i:i + k, j:j + k] * kernel).sum()
+    return out
+'''
 PAD_ALL_AXES = '''
 def pad2d(x, padding):
     p = padding
@@ -275,6 +305,31 @@ def buggy():
                  "correlate2d": CORR_FLIPPED, "conv2d": CONV_NO_BIAS}, task=TASK)
 
 
+# One sample student per mistake a visible or hidden check must name:
+# {student: (graded function, its code, words its feedback must contain)}
+MISTAKES = {
+    "a1_conv_flipped": ("conv2d", CONV_FLIPPED, "true convolution (kernel flipped)"),
+    "a1_conv_square_only": ("conv2d", CONV_SQUARE_ONLY, "non-square kernels"),
+}
+CORRECT = {"conv_output_size": SIZE, "pad2d": PAD, "correlate2d": CORR, "conv2d": CONV}
+
+
+def with_mistake(student):
+    function, code, _ = MISTAKES[student]
+    return fill(dict(CORRECT, **{function: code}), task=TASK, answer=ANSWER)
+
+
+def samples():
+    """{student: notebook} of every committed sample of this assignment."""
+    out = {"alice_complete": complete(), "bob_partial": partial(), "carol_buggy": buggy()}
+    out.update({student: with_mistake(student) for student in MISTAKES})
+    return out
+
+
+def dumps(nb):
+    return json.dumps(nb, indent=1) + "\n"
+
+
 def write(nb, course_or_dir, student, assignment="a1-convolution", name="convolution.ipynb"):
     path = Path(course_or_dir) / student / assignment / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -283,10 +338,9 @@ def write(nb, course_or_dir, student, assignment="a1-convolution", name="convolu
 
 
 def write_examples(target=ROOT / "examples" / "submissions"):
-    """Regenerate examples/submissions from the current release."""
-    for student, make in (("alice_complete", complete), ("bob_partial", partial),
-                          ("carol_buggy", buggy)):
-        write(make(), target, student)
+    """Regenerate examples/submissions/*/a1-convolution/ from the current release."""
+    for student, nb in samples().items():
+        write(nb, target, student)
 
 
 def without_cells(nb, grade_ids):

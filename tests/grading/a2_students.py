@@ -196,6 +196,21 @@ def softmax(x, axis=-1):
 ''', "np.exp overflows to inf"),
     "a2_softmax_axis": ("softmax", SOFTMAX.replace("axis=axis", "axis=-1"),
                         "softmax over the wrong axis"),
+    "a2_softmax_global_max": ("softmax", SOFTMAX.replace("x.max(axis=axis, keepdims=True)",
+                                                         "x.max()"),
+                              "the whole array's (x.max()), not each slice's"),
+    "a2_maxpool_no_padding": ("maxpool2d", '''
+def maxpool2d(x, kernel_size, stride=None, padding=0):
+    k = kernel_size
+    s = k if stride is None else stride
+    N, C, H, W = x.shape
+    Ho, Wo = (H - k) // s + 1, (W - k) // s + 1
+    out = np.empty((N, C, Ho, Wo))
+    for i in range(Ho):
+        for j in range(Wo):
+            out[:, :, i, j] = x[:, :, i * s:i * s + k, j * s:j * s + k].max(axis=(2, 3))
+    return out
+''', "the padding is ignored"),
     "a2_linear_transposed": ("linear", '''
 def linear(x, w, b):
     return x @ w + b

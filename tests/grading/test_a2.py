@@ -234,3 +234,96 @@ def test_broken_functions_cost_only_their_own_points(graded):
     assert "NaN" in said["elu"]
     assert "did not finish" in said["leaky_relu"]
     assert "crashed" in said["sigmoid"]
+
+
+# --------------------------------------------------------------------------- feedback words
+
+def _cell(grade_id):
+    nb = json.loads(SOLUTION.read_text())
+    (source,) = [src for gid, _, src in _cells(nb) if gid == grade_id]
+    return source
+
+
+NAIVE_SIGMOID = '''
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+'''
+
+
+def test_an_overflowing_sigmoid_fails_the_visible_check_and_is_told_why(hidden_cells):
+    from course_tools import run_hidden_checks
+
+    visible = [("test_sigmoid_visible", _cell("test_sigmoid_visible"))]
+    report = run_hidden_checks("a2", {"sigmoid": NAIVE_SIGMOID}, visible)["test_sigmoid_visible"]
+    assert report and "RuntimeWarning: overflow encountered in exp" in report, report
+    assert "np.exp overflows to inf" in report and "values may still be right" in report
+    assert run_hidden_checks("a2", {"sigmoid": S.SIGMOID}, visible) == {
+        "test_sigmoid_visible": None}
+    # its values are right: the hidden checks, which judge values, keep their points
+    verdicts = run_hidden({"sigmoid": NAIVE_SIGMOID},
+                          [c for c in hidden_cells if c[0].startswith("test_sigmoid_")])
+    assert verdicts == {"test_sigmoid_values": None, "test_sigmoid_large": None}
+
+
+def test_missing_padding_is_named_before_non_overlapping_windows():
+    # kernel 3, stride 2, padding 1 on 6 x 7: no padding and windows stepping by the kernel
+    # size both give a 2 x 3 output; the values tell them apart
+    import cnnlib.numpy as lib
+    from cnnlib.grading import checks, specs
+
+    for name, pool in (("maxpool2d", lib.maxpool2d_forward), ("avgpool2d", lib.avgpool2d_forward)):
+        spec = specs.find(name, "a2")
+        configs, calls = checks.make_inputs(spec, 3, [dict(x=[1, 3, 6, 7], kernel_size=3,
+                                                           stride=2, padding=1)])
+        (x, k, s, p), _ = calls[0]
+        unpadded = pool(x, kernel_size=k, stride=s, padding=0)[0]
+        tiled = pool(x, kernel_size=k, stride=k, padding=p)[0]
+        assert unpadded.shape == tiled.shape
+        for value, words in ((unpadded, "the padding is ignored"),
+                             (tiled, "the windows do not overlap")):
+            outcome = {"kind": "ok", "value": value,
+                       "desc": {"kind": "array", "dtype": value.dtype.str,
+                                "shape": list(value.shape)}}
+            passed, report = checks.judge(spec, lib, configs, calls, [outcome])
+            assert not passed and words in report, report
+
+
+@pytest.mark.parametrize("student", ["a2_softmax_global_max", "a2_maxpool_no_padding"])
+def test_a_named_mistake_is_not_blamed_on_another(student, hidden_cells):
+    function, code, words = S.MISTAKES[student]
+    verdicts = run_hidden(dict(S.CORRECT, **{function: code}), hidden_cells)
+    reports = "\n".join(v for v in verdicts.values() if v)
+    assert words in reports
+    for wrong in ("np.empty", "overflows to inf", "do not overlap"):
+        assert wrong not in reports, reports
+
+
+@pytest.mark.parametrize("student, cell, rule", [
+    ("a2_maxpool_zero_padding", "test_maxpool2d_stride", "MAX_PADDING_RULE"),
+    ("a2_avgpool_padding_not_counted", "test_avgpool2d_windows", "AVG_PADDING_RULE"),
+])
+def test_points_lost_to_a_padding_convention_say_so_in_any_check(student, cell, rule,
+                                                                   hidden_cells):
+    from cnnlib.grading import a2
+
+    quote = getattr(a2, rule)
+    nb = json.loads(SOLUTION.read_text())
+    text = "\n".join(src for _, _, src in _cells(nb)).replace("\n", " ")
+    assert quote.strip('"') in text, f"{rule} no longer quotes the notebook"
+    function, code, _ = S.MISTAKES[student]
+    report = run_hidden(dict(S.CORRECT, **{function: code}), hidden_cells)[cell]
+    assert report, f"{student} passes {cell}: the check no longer tests the convention"
+    assert "padding convention" in report and quote in report, report
+
+
+@pytest.mark.parametrize("notebook", [SOLUTION, S.RELEASE])
+def test_the_stated_time_per_cell_is_the_enforced_one(notebook, monkeypatch):
+    from test_a1 import enforced_cell_limit, stated_cell_limit
+
+    assert stated_cell_limit(notebook) == enforced_cell_limit(notebook, monkeypatch)
+
+
+def test_the_numpy_2_changes_are_in_the_rules():
+    intro = _cell("intro")
+    for words in ("`np.int`", "`np.float`", "`float(a)`", "TypeError"):
+        assert words in intro, words

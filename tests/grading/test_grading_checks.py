@@ -346,3 +346,53 @@ def test_a_non_finite_result_is_diagnosed_by_the_spec_first():
     plain = dataclasses.replace(spec, diagnose=None)
     passed, report = checks.judge(plain, lib, configs, calls, [ok(big)])
     assert not passed and "NaN or infinity" in report
+
+
+def test_every_hint_that_fits_the_failures_is_shown():
+    # One failing configuration is float32 with a non-square kernel and input, the passing
+    # one none of these: naming only the first hint would blame the dtype alone.
+    spec = specs.find("conv2d")
+    configs, calls = checks.make_inputs(spec, 5, [
+        dict(x=[1, 2, 6, 6], w=[2, 2, 3, 3]),
+        dict(x=[1, 2, 7, 5], w=[2, 2, 2, 3], dtype="float32")])
+    outcomes = [ok(spec.reference(lib, calls[0][0])), ok(spec.reference(lib, calls[1][0]) + 1)]
+    passed, report = checks.judge(spec, lib, configs, calls, outcomes)
+    assert not passed
+    for words in ("float32 inputs", "non-square kernels", "non-square inputs"):
+        assert words in report, report
+    assert "any of them may be the cause" in report
+
+
+def test_an_explanation_of_an_error_may_read_the_arguments():
+    spec = specs.find("correlate2d")
+    configs, calls = checks.make_inputs(spec, 5, [dict(image=[5, 8], kernel=[2, 3])])
+    raised = {"kind": "raised", "detail": "raised ValueError: operands could not be "
+              "broadcast together with shapes (2,2) (2,3) "}
+    passed, report = checks.judge(spec, lib, configs, calls, [raised])
+    # a 2 x 2 window may also be a 2 x 3 one cut short by the edge: both are named
+    assert not passed and "the window is 2 x 2 but the kernel is 2 x 3" in report, report
+    assert "ran past the edge" in report
+    wider = dict(raised, detail=raised["detail"].replace("(2,2) (2,3)", "(3,3) (2,3)"))
+    report = checks.judge(spec, lib, configs, calls, [wider])[1]
+    assert "the window is 3 x 3" in report and "ran past the edge" not in report, report
+    configs, calls = checks.make_inputs(spec, 5, [dict(image=[5, 8], kernel=[3, 3])])
+    passed, report = checks.judge(spec, lib, configs, calls, [raised])
+    assert "a window ran past the edge" in report, report
+
+
+def test_a_visible_check_fails_a_warning_only_where_the_spec_says_so():
+    import dataclasses
+
+    spec = specs.find("sigmoid", "a2")
+    want = np.array([1.0, 0.0])
+    quiet, noisy = ok(want), dict(ok(want), warnings=["RuntimeWarning: overflow"])
+    assert checks.judge_expected(spec, [quiet], [want], ["ex"])[0]
+    passed, report = checks.judge_expected(spec, [noisy], [want], ["ex"])
+    assert not passed and "emitted RuntimeWarning: overflow" in report, report
+    assert spec.warning_message in report
+    lenient = dataclasses.replace(spec, warning_message="")
+    assert checks.judge_expected(lenient, [noisy], [want], ["ex"])[0]
+    # hidden checks judge values only
+    configs, calls = checks.make_inputs(spec, 5, [dict(x=[3])])
+    value = spec.reference(lib, calls[0][0])
+    assert checks.judge(spec, lib, configs, calls, [dict(ok(value), warnings=["W: w"])])[0]

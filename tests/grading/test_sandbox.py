@@ -340,6 +340,45 @@ def test_jail_without_a_weight_cache_sets_no_cache(tmp_path, monkeypatch):
     assert "CNNLIB_CACHE" not in cmd and str(tmp_path / "absent") not in cmd
 
 
+# --------------------------------------------------------------------------- warnings
+
+def test_warnings_of_a_call_are_recorded_never_shown(capfd):
+    def noisy(x):
+        import warnings
+
+        warnings.warn("one", UserWarning, stacklevel=1)
+        return np.exp(x)
+
+    (o, quiet) = run_cases(noisy, [((np.array([1000.0]),), {})], timeout=5) + run_cases(
+        np.exp, [((np.array([1.0]),), {})], timeout=5)
+    assert o.kind == "ok" and o["warnings"] == [
+        "UserWarning: one", "RuntimeWarning: overflow encountered in exp"]
+    assert quiet.kind == "ok" and "warnings" not in quiet
+    assert capfd.readouterr().err == ""
+
+
+def test_a_warning_class_of_the_students_own_is_not_read():
+    ns = define("import warnings\nclass Loud(UserWarning):\n"
+                "    def __str__(self):\n        return 'anything the student likes'\n"
+                "def f(x):\n    warnings.warn(Loud())\n    return x\n")
+    (o,) = run_cases(ns["f"], [((np.ones(2),), {})], timeout=5)
+    assert o.kind == "ok" and o["warnings"] == [
+        "a warning of a class defined outside Python's builtins"]
+
+
+def test_warnings_cross_to_the_grader_as_short_strings():
+    ns = define("def relu(x):\n    return np.maximum(x, 0) + 0 * np.exp(x)\n")
+    remote.install(ns)
+    ns[remote.CALL_NAME](remote.encode_request("relu", "relu", "a2-pooling",
+                                               [((np.array([1000.0]),), {})], 5))
+    (o,) = remote.decode_outcomes(ns[remote.RESULT_NAME], 1)
+    assert o["kind"] == "ok" and o["warnings"][0] == "RuntimeWarning: overflow encountered in exp"
+    arr = remote._npy(np.zeros(1))
+    for said in ("text", [1], ["a"] * 4):
+        with pytest.raises(ValueError, match="malformed warnings"):
+            remote.decode_outcomes(_answer([{"kind": "ok", "npy": arr, "warnings": said}]), 1)
+
+
 def test_a_parent_that_ran_torch_on_threads_does_not_hang_its_children():
     """OpenMP's pool does not survive a fork: the kernel (or a test process) ran torch on
     several threads, then a check's child convolves. It must finish, on one thread."""
