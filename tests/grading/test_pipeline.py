@@ -16,7 +16,7 @@ from pathlib import Path
 
 import a1_students as S
 import pytest
-from conftest import load_tool
+from course_tools import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
