@@ -4,8 +4,10 @@ nbgrader CLI in a scratch course of its own.
 Every sample mistake is graded in-process through the solution's hidden checks of its
 function (the same spec checks and diagnosis as in grading). The slow tests share one
 module-scoped autograde run (``graded_a3``) of the solution, the release, the complete and
-partial samples, one mistake student and a few broken notebooks, so nbgrader's start-up is
-paid once.
+partial samples, the mistake students of ``END_TO_END`` and a few broken notebooks, so
+nbgrader's start-up is paid once. Visible checks, the cell limit the notebook states and the
+library's own first convolution inside the watch are tested in-process (the last in a fresh
+Python).
 """
 
 from __future__ import annotations
