@@ -274,6 +274,16 @@ def test_the_relu_convention_at_zero_is_named_as_such():
         dict(cells), None)
 
 
+def test_the_notebook_writes_the_upstream_gradient_with_one_symbol():
+    cells = json.loads(S.RELEASE.read_text())["cells"]
+    text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    math = " ".join(display or inline for display, inline in
+                    re.findall(r"\$\$(.*?)\$\$|\$([^$]+)\$", text, re.S))
+    assert r"\bar{Y}" in math
+    for other in (r"\\bar\{y\}", r"(?<![A-Za-z\\])G(?![A-Za-z])", r"\\delta"):
+        assert re.search(other, math) is None, other
+
+
 def test_the_tie_rule_quoted_in_feedback_is_the_notebooks():
     text = " ".join(_cell(S.RELEASE, "maxpool-text").split())
     rule = re.fullmatch(r"the notebook's rule is '(.*)'", a3._TIE_RULE).group(1)
