@@ -12,6 +12,7 @@ forward pass to get its cache and call the library's backward pass with it.
 from __future__ import annotations
 
 import builtins
+import functools
 
 import numpy as np
 
@@ -23,7 +24,8 @@ ASSIGNMENT = "a3-backprop"
 # The training cell runs the student's own (possibly loop) backward passes over 800 digits
 # for 12 epochs: about 31 s with loops over images, filters and positions on one busy core
 # (tests/grading/a3_students.py, ``loops``), under a second vectorized. The kernel's guard
-# stops a cell at 3/4 of this (3 minutes), which leaves room for slower loops.
+# stops a cell at 3/4 of this (``harness._guard_kernel``: 180 s, the limit the notebook
+# states), which leaves room for slower loops; the sandbox's own interrupt comes at 240 s.
 CELL_TIMEOUT = 240
 
 DEFAULT_STRIDE = 1
@@ -36,6 +38,30 @@ def _draw(rng, shape):
 
 def _deny(reason):
     return lambda: DenyList(reason=reason)
+
+
+def _explain_numpy2(detail):
+    """Extra words for what the NumPy that grades the notebook (2.x) raises and older code
+    or tutorials still write."""
+    if "has no attribute 'int'" in detail or "has no attribute 'float'" in detail:
+        return ("np.int and np.float no longer exist in the NumPy 2 that grades this "
+                "notebook: write int or float, or np.int64 or np.float64")
+    if "only 0-dimensional arrays can be converted" in detail or (
+            "only length-1 arrays can be converted" in detail):
+        return ("in the NumPy 2 that grades this notebook, float() and int() take one number "
+                "or a 0-d array only, and even an array of shape (1,) raises: reduce the "
+                "array to one number (.sum(), .mean(), indexing) or use .item()")
+    return None
+
+
+def _warm_library():
+    """Build what the library's convolution builds on its first call (threadpoolctl's
+    controller, which loads the BLAS libraries with ctypes) before the student's code is
+    watched: the sandbox counts a library loaded while it watches as the student's. The
+    spec's adapters call it, unwatched, in the forked child that runs the student's code."""
+    from cnnlib.numpy import _conv_engine
+
+    _conv_engine.blas_threads()
 
 
 def _out_size(n, k, s, p):
@@ -62,6 +88,7 @@ RELU_BACKWARD = FunctionSpec(
     reference=_relu_ref,
     describe=lambda c: f"x and dout of shape {tuple(c['x'])}",
     deny=_deny("mask the upstream gradient yourself"),
+    explain_error=_explain_numpy2,
     mistakes=(
         Mistake("the mask looks at dout instead of x: the gradient passes where the forward "
                 "pass's input was positive, whatever the sign of dout",
@@ -131,6 +158,7 @@ LINEAR_BACKWARD = FunctionSpec(
                         f"dout ({c['n']}, {c['d_out']})"),
     deny=_deny("write the matrix products yourself"),
     diagnose=_linear_diagnose,
+    explain_error=_explain_numpy2,
     mistakes=(
         Mistake("db is averaged over the batch instead of summed: the bias is added to every "
                 "row, so each row's gradient adds up (any 1/N belongs to the loss)",
@@ -236,6 +264,7 @@ CONV2D_BACKWARD = FunctionSpec(
                         f"padding={_padding(c)}"),
     deny=_deny("compute the gradients of the convolution yourself"),
     diagnose=_conv_diagnose,
+    explain_error=_explain_numpy2,
     mistakes=(
         Mistake("dx uses the kernel as it is: the input gradient is the 'full' convolution of "
                 "dout with the kernel rotated by 180 degrees (or, stamping, each dout value "
@@ -270,7 +299,12 @@ def _pool_stride(c):
 
 
 def _pool_inputs(rng, c):
-    x = _draw(rng, c["x"])
+    """``ties=True`` draws x from the small integers -2 .. 2, so most windows hold a tied
+    maximum (standard normal inputs never tie)."""
+    if c.get("ties"):
+        x = rng.integers(-2, 3, size=tuple(c["x"])).astype(np.float64)
+    else:
+        x = _draw(rng, c["x"])
     k, s, p = c["kernel_size"], _pool_stride(c), c.get("padding", 0)
     st = k if s is None else s
     dout = _draw(rng, (c["x"][0], c["x"][1], _out_size(c["x"][2], k, st, p),
@@ -333,6 +367,32 @@ def _max_everywhere(lib, args):
     return _crop(dxp, x, p)
 
 
+def _max_tie_variant(pick):
+    """Max pooling's gradient with a tie rule of its own: ``pick(mask)`` chooses, from the
+    mask of a window's maxima (flattened, row-major), the entries that get the gradient."""
+    def variant(lib, args):
+        dout, x, k, s, p = args
+        xp = _padded(x, p, -np.inf)
+        dxp = np.zeros_like(xp)
+        for i, j, rows, cols in _windows(args):
+            win = xp[:, :, rows, cols].reshape(x.shape[0], x.shape[1], -1)
+            mask = pick(win == win.max(axis=2, keepdims=True))
+            dxp[:, :, rows, cols] += (mask * dout[:, :, i, j][:, :, None]).reshape(
+                x.shape[0], x.shape[1], k, k)
+        return _crop(dxp, x, p)
+    return variant
+
+
+def _last_only(mask):
+    """Keep the last True of each row of ``mask`` (N, C, k*k)."""
+    last = mask.shape[2] - 1 - np.argmax(mask[:, :, ::-1], axis=2)
+    return np.arange(mask.shape[2]) == last[:, :, None]
+
+
+_TIE_RULE = ("the notebook's rule is 'If two inputs of a window tie, the first in row-major "
+             "order wins, as in PyTorch'")
+
+
 def _avg_overwritten(lib, args):
     dout, x, k, s, p = args
     if (k if s is None else s) >= k:
@@ -369,7 +429,8 @@ def _pool_stride_is_kernel(kind):
 def _pool_describe(c):
     s = _pool_stride(c)
     return (f"x {tuple(c['x'])}, kernel_size={c['kernel_size']}, "
-            f"stride={'None' if s is None else s}, padding={c.get('padding', 0)}")
+            f"stride={'None' if s is None else s}, padding={c.get('padding', 0)}"
+            + (", small integers with tied maxima" if c.get("ties") else ""))
 
 
 def _pool_diagnose(lib, args, value, ref):
@@ -402,6 +463,7 @@ MAXPOOL2D_BACKWARD = FunctionSpec(
     describe=_pool_describe,
     deny=_deny("route the gradients yourself"),
     diagnose=_pool_diagnose,
+    explain_error=_explain_numpy2,
     mistakes=(
         Mistake("every element of a window gets the window's gradient: only the element that "
                 "won the max (the first largest, in row-major order) gets it, the others 0",
@@ -411,8 +473,16 @@ MAXPOOL2D_BACKWARD = FunctionSpec(
                 _max_overwritten),
         Mistake("the windows are placed kernel_size apart whatever the stride: window (i, j) "
                 "starts at (i*stride, j*stride)", _pool_stride_is_kernel("max")),
+        Mistake("when a window's maximum is tied, every tied entry gets the window's gradient "
+                f"(a mask x == max): {_TIE_RULE}, so only that one entry gets it",
+                _max_tie_variant(lambda mask: mask)),
+        Mistake("when a window's maximum is tied, the last tied entry gets the gradient (a "
+                f"comparison >= instead of >): {_TIE_RULE}",
+                _max_tie_variant(_last_only)),
     ),
-    hints=_POOL_HINTS,
+    hints=_POOL_HINTS + (
+        Hint("it fails only when a window's maximum is tied: the first maximum in row-major "
+             "order takes the whole gradient", lambda c: bool(c.get("ties"))),),
 )
 
 AVGPOOL2D_BACKWARD = FunctionSpec(
@@ -424,6 +494,7 @@ AVGPOOL2D_BACKWARD = FunctionSpec(
     describe=_pool_describe,
     deny=_deny("spread the gradients yourself"),
     diagnose=_pool_diagnose,
+    explain_error=_explain_numpy2,
     mistakes=(
         Mistake("the gradient is not divided by the window size: each of the k*k inputs of a "
                 "window gets dout / (k*k), the padded zeros included in the count",
@@ -464,15 +535,41 @@ def _sce_unstable(lib, args):
     return loss, d / len(y)
 
 
+_SCE_OVERFLOW = ("the result holds NaN or infinity: exp overflows for large scores; subtract "
+                 "each row's maximum before exp (softmax does not change)")
+_SCE_GLOBAL_MAX = ("the result holds NaN or infinity in the rows whose scores lie far below "
+                   "the largest score of the whole batch: subtracting that one global maximum "
+                   "makes exp underflow to 0 for a whole row (0 / 0, log 0); subtract each "
+                   "row's own maximum (scores.max(axis=1, keepdims=True))")
+
+
+def _sce_bad_rows(scores, shift):
+    """Rows whose exp(scores - shift) overflows or sums to 0: where a softmax computed
+    that way holds NaN or infinity."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        e = np.exp(scores - shift)
+    return ~np.isfinite(e).all(axis=1) | (e.sum(axis=1) == 0)
+
+
 def _sce_diagnose(lib, args, value, ref):
     if not isinstance(value, tuple) or len(value) != 2:
         return None
     loss, dscores = value
-    if isinstance(loss, float) and not np.isfinite(loss) or (
-            isinstance(dscores, np.ndarray) and not np.isfinite(dscores).all()):
-        return ("the result holds NaN or infinity: exp overflows for large scores; subtract "
-                "each row's maximum before exp (softmax does not change)")
-    return None
+    if not (isinstance(loss, float) and not np.isfinite(loss) or (
+            isinstance(dscores, np.ndarray) and not np.isfinite(dscores).all())):
+        return None
+    scores = args[0]
+    if isinstance(dscores, np.ndarray) and dscores.shape == scores.shape:
+        bad = ~np.isfinite(dscores.astype(np.float64)).all(axis=1)
+        unshifted = _sce_bad_rows(scores, 0.0)
+        global_max = _sce_bad_rows(scores, scores.max())
+        if bad.any() and (bad == global_max).all() and not (bad == unshifted).all():
+            return _SCE_GLOBAL_MAX
+        if bad.any() and (bad == unshifted).all():
+            return _SCE_OVERFLOW
+    return ("the result holds NaN or infinity: for large scores exp overflows, or underflows "
+            "to 0 for a whole row; subtract each row's own maximum before exp (softmax does "
+            "not change)")
 
 
 SOFTMAX_CROSS_ENTROPY = FunctionSpec(
@@ -486,6 +583,7 @@ SOFTMAX_CROSS_ENTROPY = FunctionSpec(
                         + (f" of magnitude about {c['scale']:g}" if "scale" in c else "")),
     deny=_deny("compute the softmax and the loss yourself"),
     diagnose=_sce_diagnose,
+    explain_error=_explain_numpy2,
     mistakes=(
         Mistake("dscores is missing the 1/N: the loss is the mean over the batch, so its "
                 "gradient divides by N too",
@@ -495,11 +593,10 @@ SOFTMAX_CROSS_ENTROPY = FunctionSpec(
         Mistake("dscores is the softmax alone: subtract 1 at each row's correct class, "
                 "softmax - onehot(y), then divide by N",
                 lambda lib, a: (_sce_ref(lib, a)[0], lib.softmax(a[0], axis=1) / len(a[1]))),
-        Mistake("the result holds NaN or infinity: exp overflows for large scores; subtract "
-                "each row's maximum before exp (softmax does not change)", _sce_unstable),
+        Mistake(_SCE_OVERFLOW, _sce_unstable),
     ),
-    hints=(Hint("it fails only for large scores: exp overflows beyond about 709",
-                lambda c: c.get("scale", 1.0) > 100),
+    hints=(Hint("it fails only for large scores: exp overflows beyond about 709 and "
+                "underflows to 0 below about -745", lambda c: c.get("scale", 1.0) > 100),
            Hint("it fails only with more than one sample", lambda c: c["n"] > 1)),
 )
 
@@ -590,6 +687,7 @@ NUMERICAL_GRADIENT = FunctionSpec(
     reference=_ng_ref,
     describe=lambda c: f"f = {c['f']}, x {tuple(c['x'])}, h={c.get('h', 1e-5):.0e}",
     deny=_deny("perturb x and call f yourself"),
+    explain_error=_explain_numpy2,
     mistakes=(
         Mistake("the difference is divided by h: the central difference (f(x + h) - f(x - h)) "
                 "spans 2h", _ng_variant("no_two")),
@@ -603,10 +701,157 @@ NUMERICAL_GRADIENT = FunctionSpec(
 )
 
 
+# --------------------------------------------------------------------------- train_step
+
+# The notebook's network (section 8): conv 3x3 (8 filters, padding 1), ReLU, max pool 2x2,
+# flatten, dense 128 -> 10. Its forward pass comes from the library (the notebook's own
+# ``forward``); the backward pass and the update are the student's.
+TRAIN_PARAMS = (("w1", (8, 1, 3, 3)), ("b1", (8,)), ("w2", (10, 128)), ("b2", (10,)))
+
+
+def _train_inputs(rng, c):
+    """Parameters as the notebook initialises them, but with nonzero biases, a batch of
+    8x8 images in (0, 1) and labels: (w1, b1, w2, b2, x, y, lr). No value of the ReLU's
+    input is exactly 0, so the step does not depend on the gradient's convention there
+    (``relu_backward``'s visible check covers it)."""
+    b = c.get("batch", 16)
+    w1 = _draw(rng, (8, 1, 3, 3)) * np.sqrt(2.0 / 9)
+    b1 = _draw(rng, (8,)) * 0.1
+    w2 = _draw(rng, (10, 128)) * np.sqrt(1.0 / 128)
+    b2 = _draw(rng, (10,)) * 0.1
+    x = rng.uniform(0.0, 1.0, size=(b, 1, 8, 8))
+    y = rng.integers(0, 10, size=b).astype(np.int64)
+    return (w1, b1, w2, b2, x, y, float(c.get("lr", 0.1)))
+
+
+def train_step_adapter(student, watch, w1, b1, w2, b2, x, y, lr):
+    """Run in the student's kernel: build the parameter dict, call the student's
+    ``train_step(params, x, y, lr)`` once under the watch, return ``(loss, w1, b1, w2,
+    b2)`` as the dict holds them afterwards."""
+    _warm_library()
+    params = {"w1": w1, "b1": b1, "w2": w2, "b2": b2}
+    loss = watch(student, params, x, y, lr)
+    return (loss,) + tuple(params[name] for name, _ in TRAIN_PARAMS)
+
+
+def _train_grads(lib, w1, b1, w2, b2, x, y):
+    """The loss and (dw1, db1, dw2, db2) of one batch, all from the library."""
+    z1, conv_cache = lib.conv2d_forward(x, w1, b1, padding=1)  # (B, 8, 8, 8)
+    a1, relu_cache = lib.relu_forward(z1)
+    p1, pool_cache = lib.maxpool2d_forward(a1, kernel_size=2)  # (B, 8, 4, 4)
+    f = p1.reshape(len(x), -1)  # (B, 128)
+    scores, fc_cache = lib.linear_forward(f, w2, b2)
+    loss, dscores = lib.softmax_cross_entropy(scores, y)
+    df, dw2, db2 = lib.linear_backward(dscores, fc_cache)
+    da1 = lib.maxpool2d_backward(df.reshape(p1.shape), pool_cache)
+    dz1 = lib.relu_backward(da1, relu_cache)
+    _, dw1, db1 = lib.conv2d_backward(dz1, conv_cache)
+    return float(loss), (dw1, db1, dw2, db2)
+
+
+def _train_step_variant(update):
+    """One step whose parameter ``i`` becomes ``update(i, param, grad, lr)``."""
+    def variant(lib, args):
+        *params, x, y, lr = args
+        loss, grads = _train_grads(lib, *params, x, y)
+        return (loss,) + tuple(update(i, w, g, lr) for i, (w, g) in
+                               enumerate(zip(params, grads)))
+    return variant
+
+
+_train_ref = _train_step_variant(lambda i, w, g, lr: w - lr * g)
+
+_TRAIN_MISTAKES = (
+    Mistake("the parameters move up the gradient (w += lr * dw): gradient descent subtracts "
+            "it, params[name] -= lr * grad", _train_step_variant(lambda i, w, g, lr: w + lr * g)),
+    Mistake("the biases b1 and b2 are not updated: every parameter takes a step, the biases "
+            "too", _train_step_variant(lambda i, w, g, lr: w if i % 2 else w - lr * g)),
+    Mistake("the step ignores the learning rate: params[name] -= lr * grad",
+            _train_step_variant(lambda i, w, g, lr: w - g)),
+)
+
+
+def _train_diagnose(lib, args, value, ref):
+    """When no known mistake of train_step itself explains the step, say where else it can
+    come from: the backward functions train_step calls."""
+    from .checks import same_result
+
+    for mistake in _TRAIN_MISTAKES:
+        if same_result(TRAIN_STEP, value, mistake.variant(lib, args)):
+            return None
+    return ("one step of your train_step differs from a step of gradient descent with the "
+            "library's gradients. train_step runs your own softmax_cross_entropy and backward "
+            "functions, so a mistake in any of them shows here too (the parameters that "
+            "differ say where: the step of w2 and b2 needs softmax_cross_entropy and "
+            "linear_backward; that of w1 and b1 also maxpool2d_backward, relu_backward and "
+            "conv2d_backward); then check the order of the backward pass and the update")
+
+
+@functools.lru_cache(maxsize=1)
+def _library_backward_functions():
+    """Every function and method of ``cnnlib.numpy`` that computes a gradient: the
+    backward passes (public, private and the layers' methods) and col2im. The forward
+    passes stay allowed: the notebook's ``forward`` uses them."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import cnnlib.numpy as package
+
+    found = []
+    for info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        for name, obj in vars(module).items():
+            if getattr(obj, "__module__", None) != module.__name__:
+                continue
+            if inspect.isfunction(obj) and ("backward" in name or "col2im" in name):
+                found.append(obj)
+            elif inspect.isclass(obj):
+                found += [m for n, m in vars(obj).items()
+                          if inspect.isfunction(m) and "backward" in n]
+    return tuple(found)
+
+
+# What train_step may not call: the library's gradients, its losses, update rules, trainer
+# and numerical gradient, and every other framework. Its forward passes are allowed.
+TRAIN_STEP_DENIED_MODULES = (
+    "cnnlib.numpy.losses", "cnnlib.numpy.optim", "cnnlib.numpy.trainer",
+    "cnnlib.numpy.gradcheck", "cnnlib.torch", "cnnlib.grading", "torch", "torchvision",
+    "scipy.signal", "scipy.ndimage", "skimage", "sklearn", "tensorflow", "keras", "jax")
+
+
+TRAIN_STEP = FunctionSpec(
+    name="train_step",
+    signature="train_step(params, x, y, lr)",
+    returns=("float", "array", "array", "array", "array"),
+    parts=("the returned loss",) + tuple(f"params[{name!r}] after the step"
+                                         for name, _ in TRAIN_PARAMS),
+    inputs=_train_inputs,
+    adapter=train_step_adapter,
+    reference=_train_ref,
+    describe=lambda c: (f"one step on a batch of {c.get('batch', 16)} images, "
+                        f"lr={c.get('lr', 0.1):g}"),
+    deny=lambda: DenyList(modules=TRAIN_STEP_DENIED_MODULES,
+                          functions=_library_backward_functions(),
+                          reason="train with your own backward passes"),
+    diagnose=_train_diagnose,
+    explain_error=_explain_numpy2,
+    mistakes=_TRAIN_MISTAKES,
+)
+
+
 # --------------------------------------------------------------------------- predict
 
 def _predict_inputs(rng, c):
     return (rng.uniform(0.0, 1.0, size=(c.get("n", 4), 1, 8, 8)),)
+
+
+def predict_adapter(student, watch, x):
+    """Run in the student's kernel: ``predict(x)`` under the watch, after the library's
+    convolution has built what it builds once (``_warm_library``): ``predict`` may use the
+    library's forward passes."""
+    _warm_library()
+    return watch(student, x)
 
 
 PREDICT = FunctionSpec(
@@ -614,6 +859,7 @@ PREDICT = FunctionSpec(
     signature="predict(x)",
     returns="array",
     inputs=_predict_inputs,
+    adapter=predict_adapter,
     # No value to compare with: the trained network is judged by its accuracy on digits the
     # hidden test cell chooses (``GRADER.run``); the shape is all a reference can say.
     reference=lambda lib, args: np.zeros((args[0].shape[0], 10)),
@@ -627,7 +873,7 @@ PREDICT = FunctionSpec(
 
 FUNCTIONS = {spec.name: spec for spec in (
     RELU_BACKWARD, LINEAR_BACKWARD, CONV2D_BACKWARD, MAXPOOL2D_BACKWARD, AVGPOOL2D_BACKWARD,
-    SOFTMAX_CROSS_ENTROPY, NUMERICAL_GRADIENT, PREDICT)}
+    SOFTMAX_CROSS_ENTROPY, NUMERICAL_GRADIENT, TRAIN_STEP, PREDICT)}
 REFERENCE_NEEDS = ("relu_forward", "relu_backward", "linear_forward", "linear_backward",
                    "conv2d_forward", "conv2d_backward", "maxpool2d_forward",
                    "maxpool2d_backward", "avgpool2d_forward", "avgpool2d_backward",

@@ -202,6 +202,45 @@ def maxpool2d_backward(dout, x, kernel_size, stride=None, padding=0):
         "db = dout.sum(axis=(0, 2, 3))", "db = dout.sum(axis=(2, 3)).mean(axis=0)")),
     # dscores without the 1/N of the mean
     "missing_1_over_n": ("softmax_cross_entropy", SCE.replace("    dscores /= N\n", "")),
+    # the batch's largest score subtracted from every row: a row far below it underflows
+    "sce_global_max": ("softmax_cross_entropy", SCE.replace(
+        "z = scores - np.max(scores, axis=1, keepdims=True)", "z = scores - np.max(scores)")),
+    # a mask of the window's maxima: every tied maximum gets the window's gradient
+    "max_every_tie": ("maxpool2d_backward", '''
+def maxpool2d_backward(dout, x, kernel_size, stride=None, padding=0):
+    k = kernel_size
+    s = stride if stride is not None else k
+    p = padding
+    N, C, H, W = x.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=-np.inf)
+    dxp = np.zeros(xp.shape)
+    for i in range(dout.shape[2]):
+        for j in range(dout.shape[3]):
+            window = xp[:, :, i * s:i * s + k, j * s:j * s + k]
+            mask = window == np.max(window, axis=(2, 3), keepdims=True)
+            dxp[:, :, i * s:i * s + k, j * s:j * s + k] += mask * dout[:, :, i, j][:, :, None, None]
+    return dxp[:, :, p:p + H, p:p + W]
+'''),
+    # the one-sided difference (f(x + h) - f(x)) / h
+    "one_sided": ("numerical_gradient", NUMGRAD.replace(
+        "        flat_x[i] = saved - h\n        down = np.copy(f(x))\n        flat_x[i] = saved\n",
+        "        flat_x[i] = saved\n        down = np.copy(f(x))\n").replace("/ (2 * h)", "/ h")),
+    # the library's backward passes (with its forward passes' caches) instead of the student's
+    "train_step_library": ("train_step", '''
+def train_step(params, x, y, lr):
+    scores, (z1, a1, p1, f) = forward(params, x)
+    loss, dscores = softmax_cross_entropy(scores, y)
+    _, fc_cache = cnp.linear_forward(f, params["w2"], params["b2"])
+    df, dw2, db2 = cnp.linear_backward(dscores, fc_cache)
+    _, pool_cache = cnp.maxpool2d_forward(a1, kernel_size=2)
+    da1 = cnp.maxpool2d_backward(df.reshape(p1.shape), pool_cache)
+    dz1 = cnp.relu_backward(da1, cnp.relu_forward(z1)[1])
+    _, conv_cache = cnp.conv2d_forward(x, params["w1"], params["b1"], padding=1)
+    _, dw1, db1 = cnp.conv2d_backward(dz1, conv_cache)
+    for name, grad in (("w1", dw1), ("b1", db1), ("w2", dw2), ("b2", db2)):
+        params[name] -= lr * grad
+    return loss
+'''),
 }
 
 # --------------------------------------------------------------------------- broken code

@@ -36,9 +36,11 @@ PROBES = {
     "conv2d_backward": [dict(x=[2, 3, 7, 6], w=[4, 3, 3, 3], stride=2, padding=1),
                         dict(x=[2, 2, 6, 6], w=[2, 2, 3, 3])],
     "maxpool2d_backward": [dict(x=[2, 3, 7, 7], kernel_size=3, stride=2, padding=1),
-                           dict(x=[1, 2, 8, 8], kernel_size=2, stride=1)],
+                           dict(x=[1, 2, 8, 8], kernel_size=2, stride=1),
+                           dict(x=[2, 2, 6, 6], kernel_size=2, ties=True)],
     "avgpool2d_backward": [dict(x=[2, 3, 7, 7], kernel_size=3, stride=2, padding=1),
                            dict(x=[1, 2, 8, 8], kernel_size=2, stride=1)],
+    "train_step": [dict(batch=8, lr=0.1)],
     # a3-backprop and a5-transfer both grade a predict(images)
     "predict": [dict(n=4)],
     # a5-transfer: small ResNets in every starting state, a width whose head is not 64 wide
