@@ -307,6 +307,8 @@ def enforced_seconds(assignment, monkeypatch):
 def test_the_stated_time_limit_is_the_enforced_one(assignment, notebook, monkeypatch):
     stated = stated_seconds(ROOT / "assignments" / assignment / notebook)
     assert stated == enforced_seconds(assignment, monkeypatch)
+    guide = re.sub(r"\s+", " ", (ROOT / "book" / "guides" / "students.md").read_text())
+    assert re.findall(rf"(\d+) seconds in `{assignment}`", guide) == [f"{stated:g}"]
 
 
 def test_section_9_numbers_are_the_libraries():
