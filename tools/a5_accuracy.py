@@ -68,7 +68,7 @@ def main(argv=None):
     ns = {"__name__": "__a5_accuracy__"}
     for gid in ("imports", "data", "freeze_backbone", "replace_head", "param_groups"):
         exec(compile(sources[gid], gid, "exec"), ns)  # noqa: S102 - the course's own cells
-    from cnnlib.grading.a5 import target_images
+    from cnnlib.grading.a5_task import target_images
     from cnnlib.torch import evaluate
 
     x_held, y_held = target_images(1000, seed=314159)

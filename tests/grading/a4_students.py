@@ -3,8 +3,9 @@ independently of the solution notebook, in the styles students use (layers as at
 ``nn.Sequential``, functional calls), with every mistake the spec module ``cnnlib.grading.a4``
 names. ``fill`` turns the released notebook into a submission; ``write_examples``
 (``python tests/grading/a4_students.py`` after a new release) writes the samples of
-``examples/submissions/``: ``alice_complete``, ``bob_partial`` and one ``a4_<mistake>``
-student per known mistake, each correct everywhere except in that one place.
+``examples/submissions/``: ``alice_complete``, ``bob_partial``, ``a4_lazy_layers`` (correct
+code in another style: lazy layers) and one ``a4_<mistake>`` student per known mistake, each
+correct everywhere except in that one place.
 """
 
 from __future__ import annotations
@@ -162,6 +163,45 @@ HEAD_ANSWER = ("Almost all of the dense head's 124 million parameters are in the
 CORRECT = {"LeNet5": LENET, "vgg_block": VGG, "InceptionBlock": INCEPTION,
            "ResidualBlock": RESIDUAL, "count_parameters": COUNT, "receptive_field": RF}
 
+# --------------------------------------------------------------------------- correct, differently
+# d2l's current blocks: lazy convolutions learn their input channels from the first
+# forward pass (the in_channels arguments go unused). Correct, so full marks.
+LAZY_VGG = '''
+def vgg_block(in_channels, out_channels, num_convs):
+    layers = []
+    for _ in range(num_convs):
+        layers.append(nn.LazyConv2d(out_channels, kernel_size=3, padding=1))
+        layers.append(nn.ReLU())
+    layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+    return nn.Sequential(*layers)
+'''
+LAZY_INCEPTION = '''
+class InceptionBlock(nn.Module):
+    def __init__(self, in_channels, c1, c2, c3, c4):
+        super().__init__()
+        self.branch1 = nn.LazyConv2d(c1, kernel_size=1)
+        self.branch2 = nn.Sequential(nn.LazyConv2d(c2[0], kernel_size=1), nn.ReLU(),
+                                     nn.LazyConv2d(c2[1], kernel_size=3, padding=1))
+        self.branch3 = nn.Sequential(nn.LazyConv2d(c3[0], kernel_size=1), nn.ReLU(),
+                                     nn.LazyConv2d(c3[1], kernel_size=5, padding=2))
+        self.branch4 = nn.Sequential(nn.MaxPool2d(kernel_size=3, stride=1, padding=1),
+                                     nn.LazyConv2d(c4, kernel_size=1))
+
+    def forward(self, x):
+        b1 = F.relu(self.branch1(x))
+        b2 = F.relu(self.branch2(x))
+        b3 = F.relu(self.branch3(x))
+        b4 = F.relu(self.branch4(x))
+        return torch.cat((b1, b2, b3, b4), dim=1)
+'''
+# {student: {graded name: code}}: correct code written differently from CORRECT.
+DIFFERENT = {"a4_lazy_layers": {"vgg_block": LAZY_VGG, "InceptionBlock": LAZY_INCEPTION}}
+
+# A block right in everything but the projection's name, ``shortcut`` (a common one)
+# where the notebook states ``downsample``: it loses the points of the names, and is told
+# that the name is all that differs.
+SHORTCUT_NAMED = RESIDUAL.replace("self.downsample", "self.shortcut")
+
 # --------------------------------------------------------------------------- mistakes
 # {student: (graded name, code)}: one known mistake each, everything else correct.
 MISTAKES = {
@@ -278,6 +318,8 @@ def with_mistake(student):
 def samples():
     """{student: notebook} of every sample in examples/submissions/ for this assignment."""
     out = {"alice_complete": complete(), "bob_partial": partial()}
+    out.update({student: fill(dict(CORRECT, **code), tasks=True)
+                for student, code in DIFFERENT.items()})
     out.update({student: with_mistake(student) for student in MISTAKES})
     return out
 

@@ -187,6 +187,160 @@ def test_each_mistake_fails_its_hidden_checks_and_is_named(student, kernel_grade
     assert any(message_of(student) in report for report in failed), failed
 
 
+def visible_check(name):
+    """[(grade_id, source)] of the solution's visible check of ``name``, as released."""
+    nb = json.loads(SOLUTION.read_text())
+    cells = [(c["metadata"]["nbgrader"]["grade_id"], "".join(c["source"]))
+             for c in nb["cells"]
+             if c["metadata"].get("nbgrader", {}).get("grade_id") == f"test_{name}_visible"]
+    assert cells, name
+    return cells
+
+
+MODULES = ("LeNet5", "vgg_block", "InceptionBlock", "ResidualBlock")
+# Mistakes a visible check's own assertion catches before the values are compared.
+FAILS_AN_EARLIER_ASSERTION = {"a4_vgg_no_padding": "gives shape (1, 8, 2, 2), not (1, 8, 4, 4)",
+                              "a4_residual_no_shortcut": "no gradient flows through the shortcut"}
+
+
+@pytest.mark.parametrize("student", sorted(s for s in S.MISTAKES if S.MISTAKES[s][0] in MODULES))
+def test_each_module_mistake_fails_its_visible_check_and_is_named(student, kernel_grader):
+    """The visible check compares values (parameters from the public seed 0) and names the
+    mistake, as the hidden checks do; a wrong shape fails the shape assertion before."""
+    name, code = S.MISTAKES[student]
+    (grade_id, report), = run_hidden_checks("a4", {name: code}, visible_check(name),
+                                            preamble=TORCH, grader=kernel_grader).items()
+    assert report, f"{student} passes the visible check of {name}"
+    if student in FAILS_AN_EARLIER_ASSERTION:
+        assert FAILS_AN_EARLIER_ASSERTION[student] in report, report
+    else:
+        assert message_of(student) in report, report
+        assert re.search(r"\d\.\d", report) is None, report  # no values shown
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_the_visible_checks_compare_values_with_a_public_seed(name):
+    (_, source), = visible_check(name)
+    assert f'GRADER.check("{name}", {name}, seed=0' in source
+    release = json.loads(S.RELEASE.read_text())
+    assert any(f'GRADER.check("{name}", {name}, seed=0' in "".join(c["source"])
+               for c in release["cells"])
+
+
+@pytest.mark.parametrize("name", sorted(S.DIFFERENT["a4_lazy_layers"]))
+def test_lazy_layers_earn_full_marks_in_every_check(name, kernel_grader):
+    code = S.DIFFERENT["a4_lazy_layers"][name]
+    assert "nn.LazyConv2d" in code
+    cells = visible_check(name) + hidden_checks(S.ASSIGNMENT, S.NOTEBOOK, name)
+    verdicts = run_hidden_checks("a4", {name: code}, cells, preamble=TORCH, grader=kernel_grader)
+    assert verdicts == dict.fromkeys(verdicts), verdicts
+
+
+def test_lazy_layers_are_materialised_under_the_watch():
+    """The forward pass that creates a lazy layer's parameters is the student's code: it
+    runs under the deny list like the rest."""
+    from torch import nn
+
+    calls = []
+
+    def watch(f, *args, **kwargs):
+        calls.append(getattr(f, "__name__", type(f).__name__))
+        return f(*args, **kwargs)
+
+    spec = a4.FUNCTIONS["vgg_block"]
+    _, c = checks.make_inputs(spec, 1, PROBES["vgg_block"][:1])
+    block = nn.Sequential(nn.LazyConv2d(3, 3, padding=1), nn.ReLU(), nn.LazyConv2d(3, 3, padding=1),
+                          nn.ReLU(), nn.MaxPool2d(2))
+    value = spec.adapter(lambda *a: block, watch, *c[0][0])
+    assert same(value, spec.reference(lib, c[0][0]))
+    assert "Sequential" in calls[:calls.index("double")]  # a watched forward pass first
+
+
+def test_a_projection_named_shortcut_is_told_the_stated_convention(kernel_grader):
+    cells = hidden_checks(S.ASSIGNMENT, S.NOTEBOOK, "ResidualBlock")
+    verdicts = run_hidden_checks("a4", {"ResidualBlock": S.SHORTCUT_NAMED}, cells,
+                                 preamble=TORCH, grader=kernel_grader)
+    assert verdicts["test_ResidualBlock_identity"] is None  # no projection, no name to miss
+    report = verdicts["test_ResidualBlock_projection"]
+    assert a4.SHORTCUT_ONLY_NAME.format(alias="shortcut") in report, report
+    # with a real mistake as well, the student is not told that only the name differs
+    wrong = S.SHORTCUT_NAMED.replace("return self.relu(out)", "return out")
+    verdicts = run_hidden_checks("a4", {"ResidualBlock": wrong}, cells, preamble=TORCH,
+                                 grader=kernel_grader)
+    report = verdicts["test_ResidualBlock_projection"]
+    assert a4.SHORTCUT_NAME.format(alias="shortcut") in report, report
+    assert a4.SHORTCUT_ONLY_NAME.format(alias="shortcut") not in report
+
+
+def test_the_quoted_convention_is_the_notebooks_own_words():
+    text = " ".join("".join(c["source"]) for c in json.loads(S.RELEASE.read_text())["cells"]
+                    if c["cell_type"] == "markdown")
+    assert a4.NAMES_CONVENTION in re.sub(r"\s+", " ", text.replace("`", ""))
+
+
+def stated_seconds(path):
+    """The per-cell time limit a notebook states, in seconds (it states one, once)."""
+    text = " ".join("".join(c["source"]) for c in json.loads(Path(path).read_text())["cells"]
+                    if c["cell_type"] == "markdown")
+    found = re.findall(r"at most (\d+) seconds", re.sub(r"\s+", " ", text))
+    assert len(found) == 1, found
+    return float(found[0])
+
+
+def enforced_seconds(assignment, monkeypatch):
+    """The limit the kernel's guard puts on each student cell while the notebook is graded,
+    as the setup cell's Grader sets it (the trusted grader's own limit is the backstop)."""
+    from cnnlib.grading import harness, specs
+
+    got = []
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    monkeypatch.delenv("CNNLIB_GRADING_CELL_TIMEOUT", raising=False)
+    monkeypatch.setattr(harness, "_guard_kernel", got.append)
+    harness.Grader(assignment).close()
+    (limit,) = got
+    assert specs.cell_timeout(specs.load(assignment)) >= limit  # the backstop is later
+    return limit
+
+
+@pytest.mark.parametrize("assignment, notebook", [
+    ("a4-architectures", "architectures.ipynb"), ("a5-transfer", "transfer.ipynb")])
+def test_the_stated_time_limit_is_the_enforced_one(assignment, notebook, monkeypatch):
+    stated = stated_seconds(ROOT / "assignments" / assignment / notebook)
+    assert stated == enforced_seconds(assignment, monkeypatch)
+    guide = re.sub(r"\s+", " ", (ROOT / "book" / "guides" / "students.md").read_text())
+    assert re.findall(rf"(\d+) seconds in `{assignment}`", guide) == [f"{stated:g}"]
+
+
+def test_section_9_numbers_are_the_libraries():
+    import torch
+
+    from cnnlib.torch import count_parameters, models
+
+    text = " ".join("".join(c["source"]) for c in json.loads(S.RELEASE.read_text())["cells"]
+                    if c["metadata"].get("nbgrader", {}).get("grade_id") == "task_head")
+    text = re.sub(r"\s+", " ", text)
+    with torch.device("meta"):
+        vgg, googlenet = models.vgg16(), models.googlenet()
+        resnets = {n: getattr(models, n)() for n in ("resnet18", "resnet34", "resnet50")}
+        maps = vgg.features(torch.zeros(1, 3, 224, 224)).shape[1:]
+    assert f"${maps[0]} \\times {maps[1]} \\times {maps[2]}$ feature map" in text
+    dense = [m for m in vgg.classifier if isinstance(m, torch.nn.Linear)]
+    assert dense[0].in_features == 25088 and "$25\\,088 \\to 4096 \\to 4096 \\to 1000$" in text
+    assert [m.out_features for m in dense] == [4096, 4096, 1000]
+    assert f"{count_parameters(vgg.features):,}" in text
+    assert f"GoogLeNet has {googlenet.fc.in_features} maps" in text
+    assert resnets["resnet18"].fc.in_features == resnets["resnet34"].fc.in_features
+    assert f"ResNet-18 and ResNet-34 have {resnets['resnet18'].fc.in_features}" in text
+    assert f"ResNet-50 has {resnets['resnet50'].fc.in_features}" in text
+    assert f"{maps[0]} \\to 1000" in text
+
+
+def test_the_rules_state_lazy_layers_and_numpy_2():
+    intro = "".join(json.loads(S.RELEASE.read_text())["cells"][1]["source"])
+    assert "nn.LazyConv2d" in intro and "NumPy 2" in intro
+    assert "`np.int`" in intro and "`float(array)`" in intro
+
+
 @pytest.mark.parametrize("name", sorted(S.CORRECT))
 def test_the_complete_student_and_the_solution_match_the_reference(name):
     spec = a4.FUNCTIONS[name]
@@ -365,7 +519,7 @@ def test_everyone_is_graded_and_nothing_hidden_leaks(graded):
 @pytest.mark.slow
 def test_the_solution_and_the_complete_sample_earn_full_marks_and_the_release_none(graded):
     full = {name: sum(cells.values()) for name, cells in POINTS.items()}
-    for student in ("solution", "alice_complete"):
+    for student in ("solution", "alice_complete", "a4_lazy_layers"):
         assert by_function(graded["scores"][student]) == full, (
             student, graded["scores"][student])
     assert by_function(graded["scores"]["released"]) == dict.fromkeys(full, 0)

@@ -7,7 +7,8 @@ scratch course with only this assignment grades, in one ``nbgrader autograde`` c
 solution, the release, the complete and partial samples, one mistake student and two
 broken notebooks; the tests then read the gradebook and the feedback.
 The pre-trained weights come from the weight cache, which the jail shows read-only
-(``ensure_pretrained`` fills it first when it is empty).
+(``ensure_pretrained`` fills it first when it is empty). The fast tests at the end check the
+rules the notebook states: the arrays it ships instead of the generator, and its time limit.
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ import re
 from pathlib import Path
 
 import a5_students as S
+import numpy as np
 import pytest
 from course_tools import hidden_checks, load_tool, run_hidden_checks
 
-from cnnlib.grading import a5
-
-pytestmark = pytest.mark.slow
+from cnnlib.grading import a5, a5_task
 
 ROOT = Path(__file__).resolve().parents[2]
 SOLUTION = ROOT / "solutions" / S.ASSIGNMENT / S.NOTEBOOK
@@ -63,6 +63,7 @@ def kernel_grader():
     grader.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("student", sorted(MISTAKE_OF))
 def test_each_mistake_fails_its_hidden_checks_and_is_named(student, kernel_grader):
     function, index = MISTAKE_OF[student]
@@ -127,11 +128,13 @@ def graded(tmp_path_factory):
     return result
 
 
+@pytest.mark.slow
 def test_every_notebook_is_graded(graded):
     assert graded["problems"] == {}, graded["problems"]
     assert len(graded["students"]) == 2 + len(END_TO_END) + 4
 
 
+@pytest.mark.slow
 def test_solution_and_complete_student_earn_every_autograded_point(graded):
     full = graded["points"]
     for student in ("solution", "alice_complete"):
@@ -139,16 +142,19 @@ def test_solution_and_complete_student_earn_every_autograded_point(graded):
         assert got == full, (student, got, graded["autograde_log"][-3000:])
 
 
+@pytest.mark.slow
 def test_release_earns_nothing(graded):
     assert set(by_function(graded["scores"]["released"]).values()) == {0}
 
 
+@pytest.mark.slow
 def test_partial_student_loses_what_is_missing(graded):
     got = by_function(graded["scores"]["bob_partial"])
     full = graded["points"]
     assert got == dict(full, param_groups=0, predict=0), got
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("student", END_TO_END)
 def test_each_mistake_costs_its_function_and_is_named(graded, student):
     function, index = MISTAKE_OF[student]
@@ -163,6 +169,7 @@ def test_each_mistake_costs_its_function_and_is_named(graded, student):
     assert message in feedback_text(graded, student)
 
 
+@pytest.mark.slow
 def test_broken_functions_cost_only_their_own_points(graded):
     full = graded["points"]
     broken = by_function(graded["scores"]["broken"])
@@ -178,12 +185,14 @@ def test_broken_functions_cost_only_their_own_points(graded):
     assert "predict returned shape (400, 4)" in text
 
 
+@pytest.mark.slow
 def test_committed_release_is_current_and_hides_the_solution(graded):
     release = load_tool("release")
     assert release.differences(graded["course"], S.ASSIGNMENT) == []
     assert release.scan_release(graded["course"], S.ASSIGNMENT) == []
 
 
+@pytest.mark.slow
 def test_feedback_shows_no_hidden_test(graded):
     assert graded["feedback"] and graded["leaks"] == []
 
@@ -193,3 +202,52 @@ def test_samples_are_what_the_generator_writes():
         path = ROOT / "examples" / "submissions" / student / S.ASSIGNMENT / S.NOTEBOOK
         assert path.read_text() == json.dumps(nb, indent=1) + "\n", (
             f"{path} is out of date: run python tests/grading/a5_students.py")
+
+
+# --------------------------------------------------------------------------- the stated rules
+
+RELEASE_TEXT = S.RELEASE.read_text()
+
+
+def _cell(nb, grade_id):
+    return next("".join(c["source"]) for c in nb["cells"]
+                if c["metadata"].get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+def test_the_notebook_ships_the_arrays_it_may_train_on():
+    data = a5.target_data()
+    assert set(data) == set(a5.TARGET_ARRAYS)
+    assert [len(data[f"y_{s}"]) for s in ("train", "val", "test")] == [20, 20, 400]
+    for split in ("train", "val"):  # five labelled images per class, no more
+        assert np.bincount(data[f"y_{split}"], minlength=4).tolist() == [5, 5, 5, 5]
+    # the committed file is what tools/a5_data.py draws with the grader's generator
+    drawn = load_tool("a5_data").arrays()
+    for name in a5.TARGET_ARRAYS:
+        assert data[name].dtype == drawn[name].dtype and np.array_equal(data[name], drawn[name])
+
+
+def test_a_notebook_that_calls_the_generator_does_not_find_it():
+    imports = _cell(json.loads(RELEASE_TEXT), "imports")
+    line = next(ln for ln in imports.splitlines() if "cnnlib.grading.a5" in ln)
+    assert line == "from cnnlib.grading.a5 import SHAPE_CLASSES, target_data"
+    ns = {}
+    exec(line, ns)  # noqa: S102 - the release's own import
+    with pytest.raises(NameError):
+        exec("target_images(5000, seed=1)", ns)  # noqa: S102 - a student's extra cell
+    with pytest.raises(ImportError):
+        exec("from cnnlib.grading.a5 import target_images", {})  # noqa: S102
+    assert not hasattr(a5, "target_images")
+    for name in ("target_images", "a5_task", "make_shapes("):
+        assert name not in RELEASE_TEXT, name
+
+
+def test_the_rule_is_stated_and_the_hidden_checks_draw_their_own_images():
+    intro = _cell(json.loads(RELEASE_TEXT), "intro")
+    assert "**Training data.**" in intro and "train only on `x_train`" in intro
+    assert "NumPy 2" in intro and "`np.int`" in intro
+    data = _cell(json.loads(RELEASE_TEXT), "data")
+    assert "target_data()" in data
+    for _, code in hidden_checks(S.ASSIGNMENT, S.NOTEBOOK, "predict"):
+        assert "a5_task.target_images(" in code  # run in the grading process
+    x, y = a5_task.target_images(8, seed=3)
+    assert x.shape == (8, 1, a5.IMAGE_SIZE, a5.IMAGE_SIZE) and x.dtype == np.float32
