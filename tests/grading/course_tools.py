@@ -72,3 +72,18 @@ def run_hidden_checks(assignment, code, cells, *, preamble="import numpy as np",
         if own:
             grader.close()
     return verdicts
+
+
+def kernel_grader_fixture(assignment, timeout=20):
+    """A module-scoped pytest fixture: one kernel Grader of ``assignment`` for every
+    in-process check of a test module (its start-up is most of the cost of a few checks)."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def kernel_grader():
+        from cnnlib.grading import Grader
+
+        grader = Grader(assignment, timeout=timeout)
+        yield grader
+        grader.close()
+    return kernel_grader

@@ -13,8 +13,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import re
@@ -22,9 +20,8 @@ import shutil
 from pathlib import Path
 
 import a2_students as S
-import numpy as np
 import pytest
-from course_tools import load_tool
+from course_tools import load_tool, run_hidden_checks
 
 ROOT = Path(__file__).resolve().parents[2]
 SOLUTION = ROOT / "solutions" / S.ASSIGNMENT / S.NOTEBOOK
@@ -85,24 +82,7 @@ def hidden_cells():
 def run_hidden(functions, hidden_cells):
     """{grade_id: None or the AssertionError's report} for one student's functions, with
     the kernel's Grader (each call in a forked child)."""
-    from cnnlib.grading import Grader
-
-    grader = Grader("a2", timeout=10)
-    ns = {"np": np, "GRADER": grader, "__name__": "__main__"}
-    for code in functions.values():
-        exec(code, ns)  # noqa: S102 - the course's own sample code
-    verdicts = {}
-    try:
-        for grade_id, code in hidden_cells:
-            try:
-                with contextlib.redirect_stdout(io.StringIO()):
-                    exec(code, dict(ns))  # noqa: S102
-                verdicts[grade_id] = None
-            except AssertionError as exc:
-                verdicts[grade_id] = str(exc)
-    finally:
-        grader.close()
-    return verdicts
+    return run_hidden_checks("a2", functions, hidden_cells)
 
 
 def test_the_complete_student_passes_every_hidden_check(hidden_cells):

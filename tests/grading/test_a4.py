@@ -21,7 +21,7 @@ from pathlib import Path
 import a4_students as S
 import numpy as np
 import pytest
-from course_tools import hidden_checks, load_tool, run_hidden_checks
+from course_tools import hidden_checks, kernel_grader_fixture, load_tool, run_hidden_checks
 
 import cnnlib.numpy as lib
 from cnnlib.grading import a4, checks
@@ -167,13 +167,7 @@ def test_each_sample_student_computes_its_variant(student):
 TORCH = "import numpy as np\nimport torch\nimport torch.nn.functional as F\nfrom torch import nn"
 
 
-@pytest.fixture(scope="module")
-def kernel_grader():
-    from cnnlib.grading import Grader
-
-    grader = Grader("a4", timeout=20)
-    yield grader
-    grader.close()
+kernel_grader = kernel_grader_fixture("a4")
 
 
 @pytest.mark.parametrize("student", sorted(S.MISTAKES))

@@ -22,7 +22,7 @@ from pathlib import Path
 import a5_students as S
 import numpy as np
 import pytest
-from course_tools import hidden_checks, load_tool, run_hidden_checks
+from course_tools import hidden_checks, kernel_grader_fixture, load_tool, run_hidden_checks
 
 from cnnlib.grading import a5, a5_task
 
@@ -54,13 +54,7 @@ END_TO_END = ["a5_head_stacked"]
 TORCH = "import numpy as np\nimport torch\nfrom torch import nn"
 
 
-@pytest.fixture(scope="module")
-def kernel_grader():
-    from cnnlib.grading import Grader
-
-    grader = Grader("a5", timeout=20)
-    yield grader
-    grader.close()
+kernel_grader = kernel_grader_fixture("a5")
 
 
 @pytest.mark.slow
