@@ -66,7 +66,7 @@ def require_postgres(why: str = "the PostgreSQL gradebook tests") -> None:
         missing_tool("postgresql", "postgresql", why)
 
 
-def missing_tools_summary(terminalreporter, *args):
+def missing_tools_summary(terminalreporter):
     """One line per missing system tool: the tests it skipped and the install command."""
     groups: dict[tuple[str, str], list[str]] = {}
     for report in terminalreporter.stats.get("skipped", []):

@@ -825,10 +825,7 @@ def preflight(course, assignment, *, log=None):
     try:
         os.chdir(course)  # relative paths of the config (sqlite:///gradebook.db)
         step = TrustedExecute(config=config)
-        if log is not None:
-            step.log = log
-        else:
-            step.log = logging.getLogger("cnnlib.grading.preflight")
+        step.log = log or logging.getLogger("cnnlib.grading.preflight")
         for notebook in notebooks:
             try:
                 step.run_preflight(step._context(course, assignment, notebook))

@@ -80,14 +80,21 @@ def _full_marks(course, student):
 
 # --------------------------------------------------------------------------- layouts
 
-def test_repository_layout_grades_with_the_editable_install(tmp_path):
-    course = _course(tmp_path, students=("alice_complete",))
-    proc = _autograde(course)
+def _graded_with(course, package, env=None):
+    """Autograde ``course``'s one student (alice_complete); assert the preflight checked
+    ``package`` and the student got full autograded marks; return the log."""
+    proc = _autograde(course, env=env)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
-    assert _preflight_package(log) == str((ROOT / "cnnlib").resolve())
+    assert _preflight_package(log) == str(Path(package).resolve())
     assert _status(course, "alice_complete")["graded"] is True
     assert _full_marks(course, "alice_complete")
+    return log
+
+
+def test_repository_layout_grades_with_the_editable_install(tmp_path):
+    course = _course(tmp_path, students=("alice_complete",))
+    log = _graded_with(course, ROOT / "cnnlib")
     # the preflight grades one notebook per assignment and process, not one per student
     assert log.count("preflight of ") == 1
 
@@ -98,12 +105,7 @@ def test_a_copy_of_the_course_folder_grades_with_its_own_cnnlib(tmp_path):
     sandboxed kernel (once, it imported the venv's editable install, which the jail did
     not show, and every student got 0)."""
     course = _course(tmp_path, students=("alice_complete",), with_library=True)
-    proc = _autograde(course)
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log[-3000:]
-    assert _preflight_package(log) == str((course / "cnnlib").resolve())
-    assert _status(course, "alice_complete")["graded"] is True
-    assert _full_marks(course, "alice_complete")
+    _graded_with(course, course / "cnnlib")
 
 
 def test_a_wheel_install_grades(tmp_path):
@@ -123,11 +125,7 @@ def test_a_wheel_install_grades(tmp_path):
                     "--target", str(site), str(wheel)], check=True, capture_output=True,
                    timeout=300)
     course = _course(tmp_path, students=("alice_complete",))
-    proc = _autograde(course, env={"PYTHONPATH": str(site)})
-    log = proc.stdout + proc.stderr
-    assert proc.returncode == 0, log[-3000:]
-    assert _preflight_package(log) == str((site / "cnnlib").resolve())
-    assert _full_marks(course, "alice_complete")
+    _graded_with(course, site / "cnnlib", env={"PYTHONPATH": str(site)})
 
 
 # --------------------------------------------------------------------------- broken
