@@ -50,6 +50,10 @@ def shape_features(x, threshold=0.5):
     return out
 
 
+def flat(x):
+    return x.reshape(len(x), -1)  # (N, 1, 16, 16) -> (N, 256)
+
+
 def nearest_mean(f_train, y_train, f_test):
     """Labels of the nearest class mean, features standardised on the training set."""
     mu, sd = f_train.mean(0), f_train.std(0) + 1e-9
@@ -96,7 +100,6 @@ def main(argv=None):
 
     torch.set_num_threads(1)
     x_held, y_held = target_images(*HELD_OUT)
-    flat = lambda x: x.reshape(len(x), -1)  # (N, 256)
     held = {"shape": shape_features(x_held), "pixels": flat(x_held),
             "features": pretrained_features(x_held)}
     baselines = {
