@@ -456,8 +456,22 @@ PREDICT = FunctionSpec(
     inputs=_predict_inputs,
     reference=_true_labels,
     describe=lambda c: f"{c['n']} images of shape (1, {IMAGE_SIZE}, {IMAGE_SIZE})",
-    deny=lambda: DenyList(modules=("torchvision", "timm"),
-                          reason="classify with the network you trained"),
+    deny=lambda: _predict_deny(),
 )
+
+
+#: What predict is told when it draws images of the target task itself.
+EXTRA_DATA_REASON = ("classify with the network you trained on the five labelled images per "
+                     "class; drawing more images of the shapes breaks the assignment's rule "
+                     "on training data")
+
+
+def _predict_deny():
+    """predict may not use a model zoo, nor draw images of the target task: the
+    generator (``cnnlib.data.make_shapes``, and the grader's ``a5_task`` around it)."""
+    from cnnlib.data import make_shapes
+
+    return DenyList(modules=("torchvision", "timm", "cnnlib.grading.a5_task"),
+                    functions=(make_shapes,), reason=EXTRA_DATA_REASON)
 
 FUNCTIONS = {spec.name: spec for spec in (FREEZE_BACKBONE, REPLACE_HEAD, PARAM_GROUPS, PREDICT)}

@@ -235,6 +235,10 @@ class Grader:
     def run(self, op, fn, *args, timeout=None):
         """Call ``fn(*args)`` in the sandbox and return its result (or raise AssertionError)."""
         (outcome,) = self._run(op, fn, [(args, {})], timeout)
+        if outcome["kind"] == "denied":
+            reason = self._spec(op).deny().reason
+            raise _AssertionError(f"{op} earns no points here: while it ran it called "
+                                  f"{outcome.get('detail')}" + (f"; {reason}" if reason else ""))
         if outcome["kind"] != "ok":
             raise _AssertionError(f"{op} {outcome.get('detail', outcome['kind'])}")
         value = outcome["value"]

@@ -245,3 +245,26 @@ def test_the_rule_is_stated_and_the_hidden_checks_draw_their_own_images():
         assert "a5_task.target_images(" in code  # run in the grading process
     x, y = a5_task.target_images(8, seed=3)
     assert x.shape == (8, 1, a5.IMAGE_SIZE, a5.IMAGE_SIZE) and x.dtype == np.float32
+
+
+# A predict that learns from thousands of images it draws with the public generator
+# instead of the five labelled images per class the rule allows.
+EXTRA_DATA_PREDICT = '''
+def predict(images):
+    from cnnlib.data import make_shapes
+    x, y = make_shapes(2000, size=16, seed=1, grey=True)
+    flat = x.reshape(len(x), -1)
+    queries = np.asarray(images).reshape(len(images), -1)
+    d = (queries ** 2).sum(1)[:, None] - 2 * queries @ flat.T + (flat ** 2).sum(1)[None]
+    return y[d.argmin(1)]
+'''
+
+
+@pytest.mark.slow
+def test_a_predict_that_draws_extra_target_images_earns_nothing(kernel_grader):
+    verdicts = run_hidden_checks("a5", {"predict": EXTRA_DATA_PREDICT},
+                                 hidden_checks(S.ASSIGNMENT, S.NOTEBOOK, "predict"),
+                                 preamble=TORCH, grader=kernel_grader)
+    assert verdicts and all(verdicts.values()), verdicts  # every predict check fails
+    for report in verdicts.values():
+        assert a5.EXTRA_DATA_REASON in report, report
