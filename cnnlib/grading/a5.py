@@ -449,17 +449,6 @@ def _true_labels(lib, args):
     return labels
 
 
-PREDICT = FunctionSpec(
-    name="predict",
-    signature="predict(images)",
-    returns="array",
-    inputs=_predict_inputs,
-    reference=_true_labels,
-    describe=lambda c: f"{c['n']} images of shape (1, {IMAGE_SIZE}, {IMAGE_SIZE})",
-    deny=lambda: _predict_deny(),
-)
-
-
 #: What predict is told when it draws images of the target task itself.
 EXTRA_DATA_REASON = ("classify with the network you trained on the five labelled images per "
                      "class; drawing more images of the shapes breaks the assignment's rule "
@@ -473,5 +462,17 @@ def _predict_deny():
 
     return DenyList(modules=("torchvision", "timm", "cnnlib.grading.a5_task"),
                     functions=(make_shapes,), reason=EXTRA_DATA_REASON)
+
+
+PREDICT = FunctionSpec(
+    name="predict",
+    signature="predict(images)",
+    returns="array",
+    inputs=_predict_inputs,
+    reference=_true_labels,
+    describe=lambda c: f"{c['n']} images of shape (1, {IMAGE_SIZE}, {IMAGE_SIZE})",
+    deny=_predict_deny,
+)
+
 
 FUNCTIONS = {spec.name: spec for spec in (FREEZE_BACKBONE, REPLACE_HEAD, PARAM_GROUPS, PREDICT)}
